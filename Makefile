@@ -1,0 +1,38 @@
+# make demo / make test create .venv themselves and are idempotent (the venv is rebuilt only when
+# pyproject.toml changes).
+#
+# Installing torch: pyproject pins torch==2.14.1 and torchvision==0.29.1 exactly. On the project's machines
+# pip's global config points at local wheel indexes holding exactly these builds (~100 s, no download);
+# an open range would pull a newer multi-GB CUDA build from PyPI, and the CPU wheel torch==2.13.0 that also
+# lies on disk has no torchvision that imports beside it (timm needs torchvision).
+# Elsewhere, set TORCH_INDEX to a PyTorch wheel index, e.g. https://download.pytorch.org/whl/cpu, for CPU builds.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.edgekd-installed
+TORCH_INDEX ?=
+PIP_EXTRA := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX),)
+
+.PHONY: setup demo test test-all lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(PIP_EXTRA) -e '.[dev]'
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/edgekd compress --target cpu-x86 --out runs/demo
+
+test: setup
+	$(BIN)/ruff check edgekd tests benchmarks
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check edgekd tests benchmarks
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,118 @@
+"""The deployable bundle: model files for the target, manifest.json (hashes, I/O, preprocessing, labels,
+metrics, versions) and report.md; plus a .tar.gz of the folder."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tarfile
+import time
+from pathlib import Path
+from typing import Any
+
+from edgekd.errors import ConfigError, ParityError
+
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_bundle(r) -> dict:
+    """Copy the passing models of the target's bundle precision into ``RUN/bundle`` and describe them."""
+    from edgekd._deps import tool_versions
+    from edgekd.report import markdown_table, results_rows
+
+    res, target = r.results, r.target
+    passed = {m["model"] for m in res["verify"]["models"] if m["passed"]}
+    chosen = [d for d in res["export"] + res["quantize"]
+              if d["precision"] == target.bundle_precision and f"{d['format']}-{d['precision']}" in passed]
+    if not chosen:
+        raise ParityError(f"no {target.bundle_precision} model passed verify; nothing to bundle")
+    final, tmp = r.root / "bundle", r.root / "bundle.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    lat = {b["model"]: b for b in res["bench"]}
+    models = []
+    for d in chosen:
+        key = f"{d['format']}-{d['precision']}"
+        for f in d["files"]:
+            shutil.copy2(f, tmp / Path(f).name)
+        models.append({"file": Path(d["path"]).name, "format": d["format"], "precision": d["precision"],
+                       "runtime": {"onnx": "onnxruntime", "openvino": "openvino"}[d["format"]],
+                       "p50_ms": lat[key]["p50_ms"], "fps": lat[key]["fps"],
+                       "top1": next(m["metric"] for m in res["verify"]["models"] if m["model"] == key)})
+    models.sort(key=lambda m: m["p50_ms"])
+    rows = results_rows(res)
+    (tmp / "report.md").write_text(_report(r, rows, markdown_table(rows)))
+    h, w = r.data.preprocess.size
+    manifest: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "task": r.cfg.task,
+        "target": target.name,
+        "input": {"name": "input", "shape": [1, 3, h, w], "dtype": "float32", "layout": "NCHW"},
+        "output": {"name": "logits", "shape": [1, len(r.data.classes)], "dtype": "float32"},
+        "preprocess": r.data.preprocess.to_dict(),
+        "labels": r.data.classes,
+        "models": models,
+        "recommended": models[0]["file"],
+        "metrics": {"teacher_top1": res["verify"]["teacher_top1"], "student_fp32_top1": res["verify"]["student_top1"],
+                    "samples": res["verify"]["samples"], "bench_threads": target.threads,
+                    "latency_measured_on": tool_versions()["cpu"]},
+        "student": {"arch": res["distill"]["arch"], "params_m": res["distill"]["params_m"]},
+        "teacher": {"arch": res["teacher"]["arch"]},
+        "versions": tool_versions(),
+    }
+    manifest["files"] = {p.name: sha256(p) for p in sorted(tmp.iterdir())}
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    tar = r.root / f"{r.cfg.name}.tar.gz"
+    tar_tmp = tar.with_name(tar.name + ".tmp")
+    with tarfile.open(tar_tmp, "w:gz") as tf:
+        tf.add(final, arcname=r.cfg.name)
+    os.replace(tar_tmp, tar)
+    return {"path": str(final), "tarball": str(tar), "manifest": manifest, "rows": rows}
+
+
+def _report(r, rows: list[dict], table: str) -> str:
+    cfg = r.cfg
+    return (
+        f"# edgekd run `{cfg.name}` for target `{r.target.name}`\n\n"
+        f"Data: `{cfg.data}` ({len(r.data.classes)} classes). Teacher: `{r.results['teacher']['arch']}` "
+        f"({r.results['teacher']['how']}). Student: `{cfg.student}`, {cfg.epochs} epochs, loss `{cfg.loss}` "
+        f"(T={cfg.temperature}, alpha={cfg.alpha}). int8: NNCF PTQ, {cfg.calib_samples} calibration images, "
+        f"preset `{cfg.quant_preset}`.\n\n"
+        f"Accuracy on {r.results['verify']['samples']} held-out test images; latency measured on this machine at "
+        f"batch 1 with {r.target.threads} threads (median of {cfg.bench_iters} runs after {cfg.bench_warmup} "
+        f"warm-up; torch rows use half as many).\n\n{table}\n"
+    )
+
+
+def verify_bundle_dir(path: Path) -> dict:
+    """Check a bundle folder's manifest: schema version and the sha256 of every listed file."""
+    mf = path / MANIFEST
+    if not mf.is_file():
+        raise ConfigError(f"{path}: no {MANIFEST}; not an edgekd bundle")
+    try:
+        manifest = json.loads(mf.read_text())
+    except ValueError as exc:
+        raise ConfigError(f"{mf}: not valid JSON ({exc})") from exc
+    if manifest.get("schema_version") != SCHEMA_VERSION:
+        raise ConfigError(f"{mf}: schema_version {manifest.get('schema_version')} is not {SCHEMA_VERSION}")
+    for name, digest in manifest.get("files", {}).items():
+        f = path / name
+        if not f.is_file():
+            raise ConfigError(f"{path}: {name} listed in the manifest is missing")
+        if sha256(f) != digest:
+            raise ConfigError(f"{path}: {name} does not match its sha256 in the manifest (tampered or truncated)")
+    return manifest

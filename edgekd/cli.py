@@ -1,0 +1,266 @@
+"""The edgekd command line. Heavy modules (torch, timm, openvino, nncf) are imported inside commands."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from edgekd.errors import ConfigError, EdgeKDError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Distil, quantize, export, verify, benchmark and bundle vision models for edge devices.")
+targets_app = typer.Typer(no_args_is_help=True, help="Hardware targets (targets/*.yaml).")
+app.add_typer(targets_app, name="targets")
+
+DEBUG = {"on": False}
+
+
+@app.callback()
+def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors.")) -> None:
+    DEBUG["on"] = DEBUG["on"] or debug
+
+
+def _teachers(specs: list[str], weights: list[Path]) -> list[dict]:
+    if len(weights) > len(specs):
+        raise ConfigError("--teacher-weights given without a matching --teacher")
+    return [{"spec": s, "weights": weights[i] if i < len(weights) else None} for i, s in enumerate(specs)]
+
+
+def _config(recipe, **kw):
+    from edgekd.config import make_config
+
+    return make_config(recipe, **kw)
+
+
+@app.command()
+def compress(
+    target: str = typer.Option("cpu-x86", "--target", "-t", help="Target name or YAML path."),
+    data: str | None = typer.Option(None, help="ImageFolder dir, or builtin:shapes10 (default)."),
+    task: str | None = typer.Option(None, help="classify | segment"),
+    teacher: list[str] = typer.Option([], help="Teacher as timm:NAME (repeatable)."),
+    teacher_weights: list[Path] = typer.Option([], help="Weights for each --teacher (safetensors/state_dict)."),
+    student: str | None = typer.Option(None, help="timm classifier name (default mobilevit_xxs)."),
+    recipe: Path | None = typer.Option(None, help="Recipe YAML (models/*.yaml); flags override it."),
+    epochs: int | None = typer.Option(None, help="Student epochs."),
+    batch_size: int | None = typer.Option(None),
+    lr: float | None = typer.Option(None),
+    image_size: int | None = typer.Option(None, help="Model input side in pixels."),
+    max_train_samples: int | None = typer.Option(None, help="Use at most N training images (quick runs)."),
+    max_eval_samples: int | None = typer.Option(None, help="Use at most N val/test images (quick runs)."),
+    bench_iters: int | None = typer.Option(None),
+    name: str | None = typer.Option(None, help="Run name (default: the --out folder's name)."),
+    out: Path = typer.Option(Path("runs/demo"), help="Run folder; rerunning resumes it."),
+    overwrite: bool = typer.Option(False, help="Start the run folder afresh."),
+) -> None:
+    """The whole pipeline: teacher -> distill -> quantize -> export -> verify -> bench -> bundle."""
+    from edgekd.pipeline import run
+    from edgekd.report import print_table
+    from edgekd.targets import load_target
+
+    tgt = load_target(target)
+    cfg = _config(recipe, data=data, task=task, student=student, epochs=epochs, batch_size=batch_size, lr=lr,
+                  image_size=image_size, max_train_samples=max_train_samples, max_eval_samples=max_eval_samples,
+                  bench_iters=bench_iters, name=name or out.name,
+                  teachers=_teachers(teacher, teacher_weights) if teacher or teacher_weights else None)
+    r = run(cfg, tgt, out, overwrite)
+    b = r.results["bundle"]
+    print_table(b["rows"], f"edgekd compress -> {tgt.name} ({out})")
+    typer.echo(f"bundle: {b['path']}  (tarball {b['tarball']}); recommended model: {b['manifest']['recommended']}")
+
+
+@app.command()
+def distill(
+    data: str = typer.Option("builtin:shapes10", help="ImageFolder dir or builtin:shapes10."),
+    teacher: list[str] = typer.Option([], help="timm:NAME"),
+    teacher_weights: list[Path] = typer.Option([]),
+    student: str | None = typer.Option(None),
+    recipe: Path | None = typer.Option(None),
+    epochs: int | None = typer.Option(None),
+    image_size: int | None = typer.Option(None),
+    max_train_samples: int | None = typer.Option(None),
+    max_eval_samples: int | None = typer.Option(None),
+    out: Path = typer.Option(Path("runs/distill")),
+) -> None:
+    """Teacher + distillation only: writes OUT/student/student.safetensors (+ .json card)."""
+    from edgekd.pipeline import run
+    from edgekd.targets import load_target
+
+    cfg = _config(recipe, data=data, student=student, epochs=epochs, image_size=image_size, name=out.name,
+                  max_train_samples=max_train_samples, max_eval_samples=max_eval_samples,
+                  teachers=_teachers(teacher, teacher_weights) if teacher else None)
+    r = run(cfg, load_target("cpu-x86"), out, until="distill")
+    typer.echo(f"student: {r.results['distill']['path']} (test top-1 {r.results['distill']['test_top1']:.2f}%)")
+
+
+@app.command("train-teacher")
+def train_teacher(
+    data: str = typer.Option("builtin:shapes10", help="ImageFolder dir or builtin:shapes10."),
+    arch: str = typer.Option("mobilevit_s", help="timm classifier name."),
+    weights: Path | None = typer.Option(None, help="Start from these weights (head re-sized if needed)."),
+    epochs: int = typer.Option(60),
+    lr: float = typer.Option(2e-3),
+    batch_size: int = typer.Option(64),
+    seed: int = typer.Option(0),
+    image_size: int | None = typer.Option(None),
+    out: Path = typer.Option(Path("runs/teacher/teacher.safetensors"), help="Output safetensors (+ .json card)."),
+) -> None:
+    """Train (or fine-tune) a teacher with cross-entropy and augmentation; the teacher stage on its own."""
+    from edgekd.data import load_data
+    from edgekd.teacher import TeacherRecipe, build_teacher
+
+    if epochs < 1 or batch_size < 1 or lr <= 0:
+        raise ConfigError("--epochs and --batch-size must be positive and --lr > 0")
+    recipe = TeacherRecipe(arch=arch, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
+    _, card = build_teacher(load_data(data, image_size, seed=seed), recipe, weights,
+                            out.with_name(out.stem + "-train"), out, retrain=True)
+    typer.echo(f"teacher {arch}: {out} (test top-1 {card['test_top1']:.2f}%)")
+
+
+@app.command()
+def export(
+    checkpoint: Path = typer.Argument(..., help="student.safetensors written by distill (with its .json card)."),
+    fmt: list[str] = typer.Option(["onnx", "openvino"], "--format", help="onnx | openvino (repeatable)."),
+    out: Path = typer.Option(Path("export"), help="Output folder."),
+) -> None:
+    """Export a checkpoint to FP32 ONNX and the other formats derived from it."""
+    import torch
+
+    from edgekd.export.base import get_exporter
+    from edgekd.export.onnx import export_torch
+    from edgekd.models.factory import load_checkpoint
+
+    model, card = load_checkpoint(checkpoint)
+    h, w = card["preprocess"]["size"]
+    meta = {"edgekd.preprocess": card["preprocess"], "edgekd.classes": card["classes"], "edgekd.arch": card["arch"]}
+    stem = checkpoint.stem + "-fp32"
+    onnx_path = export_torch(model, torch.zeros(1, 3, h, w), out / f"{stem}.onnx", meta)
+    for f in fmt:
+        exp = get_exporter(f).export(onnx_path, out, stem)
+        typer.echo(f"{exp.key}: {exp.path} ({exp.size_mb():.2f} MB)")
+
+
+@app.command()
+def quantize(
+    model: Path = typer.Argument(..., help="FP32 model: .onnx or OpenVINO .xml."),
+    data: str = typer.Option(..., help="Calibration images: ImageFolder dir or builtin:shapes10."),
+    reference: Path | None = typer.Option(None, help="Checkpoint whose card gives the preprocessing."),
+    calib: int = typer.Option(300, help="Calibration images."),
+    preset: str = typer.Option("mixed", help="performance | mixed"),
+    out: Path | None = typer.Option(None, help="Output file (default: MODEL with -int8)."),
+) -> None:
+    """NNCF post-training int8 of an exported model."""
+    from edgekd.artifacts import ExportedModel
+    from edgekd.cli_support import calibration, preprocess_for
+    from edgekd.quantize.ptq import quantize as ptq
+
+    fmt = {".onnx": "onnx", ".xml": "openvino"}.get(model.suffix)
+    if fmt is None or not model.is_file():
+        raise ConfigError(f"{model}: expected an existing .onnx or .xml file")
+    pre = preprocess_for(model, reference)
+    out = out or model.with_name(model.stem.replace("-fp32", "") + "-int8" + model.suffix)
+    files = (str(model),) if fmt == "onnx" else (str(model), str(model.with_suffix(".bin")))
+    exp = ptq(ExportedModel(fmt, "fp32", str(model), files), calibration(data, pre, calib), out.parent, out.stem,
+              preset)
+    typer.echo(f"{exp.key}: {exp.path} ({exp.size_mb():.2f} MB)")
+
+
+@app.command()
+def verify(
+    model: Path = typer.Argument(..., help="Exported model (.onnx or .xml)."),
+    reference: Path = typer.Option(..., help="PyTorch checkpoint (student.safetensors + .json card)."),
+    data: str = typer.Option(..., help="Held-out images: ImageFolder dir or builtin:shapes10."),
+    target: str = typer.Option("cpu-x86", help="Target whose parity thresholds apply."),
+    precision: str | None = typer.Option(None, help="fp32 | int8 (default: guessed from the file)."),
+    samples: int = typer.Option(500),
+    report: Path | None = typer.Option(None, help="Write the JSON report here."),
+) -> None:
+    """Compare an exported model with its PyTorch reference; exit 6 when it fails the target's thresholds."""
+    from edgekd.cli_support import verify_file
+
+    res = verify_file(model, reference, data, target, precision, samples, report)
+    typer.echo(f"{model}: agreement {res.top1_agreement:.4f}, max|diff| {res.max_abs_diff:.3g}, "
+               f"cosine {res.cosine:.5f}, top-1 {res.metric:.2f}% ({res.metric_delta:+.2f}) -> "
+               f"{'pass' if res.passed else 'FAIL: ' + res.reason}")
+    if not res.passed:
+        raise typer.Exit(6)
+
+
+@app.command()
+def bench(
+    model: Path = typer.Argument(..., help="Model file: .onnx or OpenVINO .xml."),
+    runtime: str | None = typer.Option(None, help="onnxruntime | openvino (default: by suffix)."),
+    threads: int = typer.Option(2),
+    iters: int = typer.Option(200),
+    warmup: int = typer.Option(20),
+    image_size: int | None = typer.Option(None, help="Input side when the model's input is dynamic."),
+    precision_hint: str = typer.Option("f32", help="OpenVINO INFERENCE_PRECISION_HINT (f32 | bf16 | none)."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the result as JSON."),
+) -> None:
+    """Batch-1 latency (p50/p90/p99), FPS and size of a model on this machine."""
+    from edgekd.cli_support import bench_file
+    from edgekd.report import print_table
+
+    row = bench_file(model, runtime, threads, iters, warmup, image_size,
+                     None if precision_hint == "none" else precision_hint, json_out)
+    print_table([row], f"edgekd bench {model}")
+
+
+@app.command("verify-bundle")
+def verify_bundle(path: Path = typer.Argument(..., help="Bundle folder.")) -> None:
+    """Check a bundle's manifest and the sha256 of every file."""
+    from edgekd.bundle import verify_bundle_dir
+
+    m = verify_bundle_dir(path)
+    typer.echo(f"{path}: {len(m['files'])} files match manifest schema {m['schema_version']} (target {m['target']})")
+
+
+@targets_app.command("list")
+def targets_list() -> None:
+    """Known targets."""
+    from edgekd.targets import list_targets, load_target
+
+    for n in list_targets():
+        typer.echo(f"{n:20s} {load_target(n).description}")
+
+
+@targets_app.command("show")
+def targets_show(name: str) -> None:
+    """One target's facts as YAML."""
+    import yaml
+
+    from edgekd.targets import load_target
+
+    typer.echo(yaml.safe_dump(load_target(name).model_dump(mode="json"), sort_keys=False))
+
+
+def main() -> None:
+    """Entry point: EdgeKDErrors become one line on stderr and their exit code (tracebacks with --debug)."""
+    DEBUG["on"] = "--debug" in sys.argv[1:]
+    try:
+        rc = app(standalone_mode=False)
+    except EdgeKDError as exc:
+        if DEBUG["on"]:
+            raise
+        typer.echo(f"edgekd: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        typer.echo("edgekd: interrupted; rerun the same command to resume", err=True)
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # noqa: BLE001 - click usage errors and anything unexpected
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(1)
+        if DEBUG["on"]:
+            raise
+        typer.echo(f"edgekd: internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+                   f"(rerun with --debug for the traceback)", err=True)
+        sys.exit(1)
+    sys.exit(rc if isinstance(rc, int) else 0)

@@ -1,0 +1,127 @@
+"""The one data path: a spec (``builtin:shapes10`` or a folder) -> train/val/test image sets."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgekd.errors import DataError
+from edgekd.preprocess import Preprocess, load_image
+
+BUILTIN_PREFIX = "builtin:"
+BUILTIN_SIZES = {"train": 6000, "val": 500, "test": 1000}
+
+
+@dataclass
+class ImageSet:
+    """Images held in memory (uint8 NHWC) or as file paths, with integer labels."""
+
+    labels: np.ndarray
+    images: np.ndarray | None = None
+    paths: list[Path] | None = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def image(self, i: int) -> np.ndarray:
+        return self.images[i] if self.images is not None else load_image(self.paths[i])
+
+    def head(self, n: int | None) -> ImageSet:
+        """The first ``n`` samples, spread over classes (sets are stored class-interleaved or shuffled)."""
+        if n is None or n >= len(self):
+            return self
+        idx = _spread(self.labels, n)
+        return ImageSet(
+            labels=self.labels[idx],
+            images=None if self.images is None else self.images[idx],
+            paths=None if self.paths is None else [self.paths[i] for i in idx],
+        )
+
+
+def _spread(labels: np.ndarray, n: int) -> np.ndarray:
+    """Deterministic, class-balanced pick of n indices (round robin over classes)."""
+    per_class = [np.flatnonzero(labels == c).tolist() for c in np.unique(labels)]
+    out: list[int] = []
+    while len(out) < n:
+        for lst in per_class:
+            if lst and len(out) < n:
+                out.append(lst.pop(0))
+    return np.asarray(sorted(out))
+
+
+@dataclass
+class DataSplits:
+    name: str
+    classes: list[str]
+    preprocess: Preprocess
+    train: ImageSet
+    val: ImageSet
+    test: ImageSet
+    skipped: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("EDGEKD_CACHE", Path.home() / ".cache" / "edgekd"))
+
+
+def _builtin_split(name: str, split: str, n: int) -> ImageSet:
+    from edgekd.data import shapes
+
+    path = cache_dir() / name / f"{split}-{n}.npz"
+    if path.is_file():
+        with np.load(path) as z:
+            return ImageSet(labels=z["labels"], images=z["images"])
+    images, labels = shapes.make_split(split, n)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, images=images, labels=labels)
+    tmp.replace(path)
+    return ImageSet(labels=labels, images=images)
+
+
+def load_data(spec: str, image_size: int | None = None, val_fraction: float = 0.1, seed: int = 0,
+              max_train: int | None = None, max_eval: int | None = None) -> DataSplits:
+    """Load a dataset by spec.
+
+    Args:
+        spec: ``builtin:shapes10`` or a folder (ImageFolder layout).
+        image_size: model input side; default: 64 for the built-in set, else the images' own size rounded
+            up to a multiple of 32 (at least 64, at most 256) so strided students fit.
+        val_fraction: share of train held out for model selection.
+        seed: split seed.
+        max_train: keep at most this many training samples (tiny runs); max_eval: same for val/test.
+    """
+    if spec.startswith(BUILTIN_PREFIX):
+        name = spec[len(BUILTIN_PREFIX):]
+        if name != "shapes10":
+            raise DataError(f"unknown built-in dataset {name!r}; known: shapes10")
+        from edgekd.data.shapes import CLASSES
+
+        sizes = dict(BUILTIN_SIZES)
+        if max_train:
+            sizes["train"] = min(sizes["train"], max_train)
+        if max_eval:
+            sizes["val"], sizes["test"] = min(sizes["val"], max_eval), min(sizes["test"], max_eval)
+        splits = {s: _builtin_split(name, s, n) for s, n in sizes.items()}
+        size = image_size or 64
+        return DataSplits(name=spec, classes=list(CLASSES), preprocess=Preprocess(size=(size, size)), **splits)
+
+    from edgekd.data.folder import scan_folder
+
+    found = scan_folder(Path(spec), val_fraction, seed)
+    sets = {k: ImageSet(labels=np.asarray(found[k][1], np.int64), paths=list(found[k][0]))
+            for k in ("train", "val", "test")}
+    for k, s in sets.items():
+        if len(s) == 0:
+            raise DataError(f"{spec}: the {k} split is empty; add images or lower --val-fraction")
+    sets["train"] = sets["train"].head(max_train)
+    sets["val"], sets["test"] = sets["val"].head(max_eval), sets["test"].head(max_eval)
+    if image_size is None:
+        h, w = sets["train"].image(0).shape[:2]
+        image_size = int(min(256, max(64, -(-max(h, w) // 32) * 32)))
+    return DataSplits(name=str(spec), classes=found["classes"], preprocess=Preprocess(size=(image_size, image_size)),
+                      skipped=found["skipped"], **sets)

@@ -1,0 +1,1 @@
+"""Exporters, one backend per file, behind one interface (``export/base.py``)."""

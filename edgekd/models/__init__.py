@@ -1,0 +1,1 @@
+"""Student and teacher factories, and the checkpoint format (safetensors + a JSON card)."""

@@ -1,0 +1,115 @@
+"""Create timm models and load weights safely (safetensors, or torch.load with weights_only=True)."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from edgekd.errors import ModelError
+
+
+def create_timm(name: str, num_classes: int, pretrained: bool = False) -> nn.Module:
+    """A timm classifier with ``num_classes`` outputs; unknown names get the closest suggestions."""
+    import timm
+
+    if not timm.is_model(name):
+        close = difflib.get_close_matches(name, timm.list_models(), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ModelError(f"unknown timm model {name!r}{hint}")
+    try:
+        return timm.create_model(name, pretrained=pretrained, num_classes=num_classes)
+    except Exception as exc:  # noqa: BLE001 - hub/network errors become one line
+        raise ModelError(f"cannot create timm model {name!r}: {str(exc).splitlines()[0]}") from exc
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors from safetensors, or a torch checkpoint loaded with ``weights_only=True`` (no code runs)."""
+    if not path.is_file():
+        raise ModelError(f"weights file {path} does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except Exception as exc:  # noqa: BLE001
+            raise ModelError(f"{path}: not a readable safetensors file ({exc})") from exc
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - UnpicklingError and friends
+        raise ModelError(
+            f"{path}: refused to load: it is not a plain weights file (a pickle that needs code to load is never "
+            f"executed); save it as safetensors or a state_dict"
+        ) from exc
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ModelError(f"{path}: no state_dict of tensors found")
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> bool:
+    """Load ``state`` into ``model``. Returns False when only the classifier head did not fit (class count
+    differs), in which case the head is left freshly initialised; any other mismatch is an error."""
+    own = model.state_dict()
+    head = _head_keys(model)
+    bad_shape = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if unexpected or [k for k in missing if k not in head]:
+        raise ModelError(
+            f"{source}: weights do not match the architecture ({len(missing)} missing, {len(unexpected)} "
+            f"unexpected keys, e.g. {(missing + unexpected)[:2]}); is it the right timm name?"
+        )
+    if [k for k in bad_shape if k not in head]:
+        raise ModelError(f"{source}: tensor shapes differ from the architecture, e.g. {bad_shape[0]}")
+    fits = not bad_shape
+    model.load_state_dict({k: v for k, v in state.items() if k not in bad_shape}, strict=False)
+    return fits
+
+
+def _head_keys(model: nn.Module) -> set[str]:
+    get = getattr(model, "get_classifier", None)
+    head = get() if callable(get) else None
+    if head is None:
+        return set()
+    names = {id(m): n for n, m in model.named_modules()}
+    prefix = names.get(id(head), "")
+    return {f"{prefix}.{k}" if prefix else k for k in head.state_dict()}
+
+
+def save_checkpoint(model: nn.Module, path: Path, card: dict[str, Any]) -> None:
+    """Write ``path`` (safetensors) and ``path.with_suffix('.json')`` (the model card) atomically."""
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(state, str(tmp))
+    card_tmp = path.with_suffix(".json.tmp")
+    card_tmp.write_text(json.dumps(card, indent=2))
+    os.replace(tmp, path)
+    os.replace(card_tmp, path.with_suffix(".json"))
+
+
+def load_checkpoint(path: Path) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild a model saved by :func:`save_checkpoint` from its card and weights."""
+    card_path = path.with_suffix(".json")
+    if not card_path.is_file():
+        raise ModelError(f"{path}: its card {card_path.name} is missing (edgekd checkpoints are a pair)")
+    try:
+        card = json.loads(card_path.read_text())
+        arch, n = card["arch"], len(card["classes"])
+    except (ValueError, KeyError) as exc:
+        raise ModelError(f"{card_path}: malformed model card ({exc})") from exc
+    model = create_timm(arch, n)
+    if not load_weights(model, read_state_dict(path), str(path)):
+        raise ModelError(f"{path}: head does not match the {n} classes of its card")
+    return model.eval(), card

@@ -1,0 +1,113 @@
+"""pipeline.run: teacher -> distill -> export -> quantize -> verify -> bench -> bundle.
+
+Each stage is a function ``(Run) -> JSON-able result``. Results are cached in ``RUN/stages/<stage>.json``
+with a hash of the options that stage depends on, chained through the stages before it, so a rerun after a
+kill (or with a changed option) redoes only the stages it must.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from edgekd.config import RunConfig
+from edgekd.errors import ConfigError
+from edgekd.progress import console
+from edgekd.targets import Target
+
+
+@dataclass
+class Run:
+    """Everything a stage needs: options, target, folders, loaded data, earlier stages' results."""
+
+    cfg: RunConfig
+    target: Target
+    root: Path
+    results: dict[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def data(self):
+        from edgekd.data import load_data
+
+        return load_data(self.cfg.data, self.cfg.image_size, self.cfg.val_fraction, self.cfg.seed,
+                         self.cfg.max_train_samples, self.cfg.max_eval_samples)
+
+    def path(self, *parts: str) -> Path:
+        p = self.root.joinpath(*parts)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+
+# (stage name, options it depends on, function); imported lazily so `edgekd --help` stays fast
+STAGE_DEPS: list[tuple[str, tuple[str, ...]]] = [
+    ("teacher", ("task", "data", "teachers", "teacher_arch", "teacher_epochs", "image_size", "val_fraction", "seed",
+                 "max_train_samples", "max_eval_samples")),
+    ("distill", ("student", "epochs", "batch_size", "lr", "weight_decay", "loss", "temperature", "alpha",
+                 "augment")),
+    ("export", ()),
+    ("quantize", ("calib_samples", "quant_preset")),
+    ("verify", ("verify_samples",)),
+    ("bench", ("bench_iters", "bench_warmup")),
+    ("bundle", ()),
+]
+
+
+def _stages() -> dict[str, Callable[[Run], Any]]:
+    from edgekd import stages
+
+    return {"teacher": stages.teacher, "distill": stages.distill, "export": stages.export,
+            "quantize": stages.quantize, "verify": stages.verify, "bench": stages.bench, "bundle": stages.bundle}
+
+
+def prepare_run_dir(root: Path, overwrite: bool) -> None:
+    """Create or reuse a run folder; never delete anything that is not an edgekd run."""
+    marker = root / "run.json"
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"--out {root} exists and is not a folder")
+    if root.is_dir() and any(root.iterdir()) and not marker.is_file():
+        raise ConfigError(f"--out {root} exists and is not an edgekd run folder; choose another --out")
+    if overwrite and marker.is_file():
+        shutil.rmtree(root)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"--out {root} is not writable ({exc.strerror})") from exc
+
+
+def run(cfg: RunConfig, target: Target, root: Path, overwrite: bool = False, until: str | None = None) -> Run:
+    """Run the stages in order (up to ``until``), reusing cached results whose options did not change."""
+    prepare_run_dir(root, overwrite)
+    (root / "run.json").write_text(json.dumps({"config": cfg.model_dump(mode="json"), "target": target.name},
+                                              indent=2))
+    r = Run(cfg, target, root)
+    funcs = _stages()
+    chain = hashlib.sha256(target.model_dump_json().encode()).hexdigest()
+    for name, deps in STAGE_DEPS:
+        opts = {k: getattr(cfg, k) for k in deps}
+        chain = hashlib.sha256((chain + name + json.dumps(opts, default=str, sort_keys=True)).encode()).hexdigest()
+        cache = root / "stages" / f"{name}.json"
+        if cache.is_file():
+            saved = json.loads(cache.read_text())
+            if saved.get("hash") == chain:
+                console.print(f"[green]✓[/] {name}: reused (options unchanged)")
+                r.results[name] = saved["result"]
+                continue
+        console.rule(f"[bold]{name}")
+        r.results[name] = funcs[name](r)
+        cache.parent.mkdir(exist_ok=True)
+        tmp = cache.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"hash": chain, "result": r.results[name]}, indent=2))
+        os.replace(tmp, cache)
+        if name == until:
+            break
+    return r

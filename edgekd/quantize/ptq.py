@@ -1,0 +1,78 @@
+"""NNCF post-training int8 quantization of the exported FP32 graphs.
+
+PTQ runs on the exported ONNX / OpenVINO graphs rather than on the torch module: NNCF's torch backend
+JIT-compiles a C++ extension (g++/ninja, minutes on 2 cores), while its ONNX backend writes standard
+QuantizeLinear/DequantizeLinear pairs (what ONNX Runtime and TensorRT's explicit quantization read) and its
+OpenVINO backend writes the FakeQuantize IR that OpenVINO's CPU plugin runs in int8.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from edgekd._deps import require
+from edgekd.artifacts import ExportedModel
+from edgekd.errors import BackendError
+from edgekd.export.onnx import INPUT_NAME
+
+PRESETS = ("performance", "mixed")
+
+
+def _nncf():
+    nncf = require("nncf")
+    logging.getLogger("nncf").setLevel(logging.WARNING)
+    return nncf
+
+
+def _common(nncf, n: int, preset: str, transformer: bool) -> dict:
+    kw = {"subset_size": n, "preset": nncf.QuantizationPreset(preset)}
+    if transformer:
+        # keeps softmax/LayerNorm paths of attention blocks out of int8, as NNCF recommends for ViTs
+        kw["model_type"] = nncf.ModelType.TRANSFORMER
+    return kw
+
+
+def quantize_onnx(fp32: ExportedModel, calib: np.ndarray, out: Path, preset: str = "mixed",
+                  transformer: bool = False) -> ExportedModel:
+    """FP32 ONNX -> int8 Q/DQ ONNX calibrated on ``calib`` (N x C x H x W float32)."""
+    nncf, onnx = _nncf(), require("onnx")
+    model = onnx.load(fp32.path)
+    ds = nncf.Dataset([{INPUT_NAME: x[None]} for x in calib])
+    try:
+        q = nncf.quantize(model, ds, **_common(nncf, len(calib), preset, transformer))
+    except Exception as exc:  # noqa: BLE001
+        raise BackendError(f"NNCF could not quantize {fp32.path}: {str(exc).splitlines()[0]}") from exc
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    onnx.save(q, str(tmp))
+    tmp.replace(out)
+    return ExportedModel("onnx", "int8", str(out), (str(out),))
+
+
+def quantize_openvino(fp32: ExportedModel, calib: np.ndarray, out: Path, preset: str = "mixed",
+                      transformer: bool = False) -> ExportedModel:
+    """FP32 IR -> int8 IR calibrated on ``calib``."""
+    nncf, ov = _nncf(), require("openvino")
+    from edgekd.export.openvino import save_ir
+
+    model = ov.Core().read_model(fp32.path)
+    ds = nncf.Dataset([x[None] for x in calib])
+    try:
+        q = nncf.quantize(model, ds, **_common(nncf, len(calib), preset, transformer))
+    except Exception as exc:  # noqa: BLE001
+        raise BackendError(f"NNCF could not quantize {fp32.path}: {str(exc).splitlines()[0]}") from exc
+    files = save_ir(q, out)
+    return ExportedModel("openvino", "int8", files[0], files)
+
+
+def quantize(fp32: ExportedModel, calib: np.ndarray, out_dir: Path, stem: str, preset: str = "mixed",
+             transformer: bool = False) -> ExportedModel:
+    """Dispatch on the FP32 model's format."""
+    if fp32.format == "onnx":
+        return quantize_onnx(fp32, calib, out_dir / f"{stem}.onnx", preset, transformer)
+    if fp32.format == "openvino":
+        return quantize_openvino(fp32, calib, out_dir / f"{stem}.xml", preset, transformer)
+    raise BackendError(f"post-training int8 is not available for format {fp32.format!r}")

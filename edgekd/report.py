@@ -1,0 +1,55 @@
+"""The results table (printed and written to report.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def results_rows(results: dict[str, Any]) -> list[dict]:
+    """Join verify accuracies with bench latencies: one row per model x runtime."""
+    ver = results["verify"]
+    acc = {m["model"]: m["metric"] for m in ver["models"]}
+    passed = {m["model"]: m["passed"] for m in ver["models"]}
+    rows = []
+    for b in results["bench"]:
+        key = b["model"]
+        if key.startswith("teacher"):
+            name, top1, ok = f"teacher {results['teacher']['arch']}", ver["teacher_top1"], None
+        elif key == "student-torch":
+            name, top1, ok = f"student {results['distill']['arch']}", ver["student_top1"], None
+        else:
+            name, top1, ok = f"student {results['distill']['arch']}", acc.get(key), passed.get(key)
+        rows.append({"model": name, "format": key, "runtime": b["runtime"], "precision": b["precision"],
+                     "executed": b["executed_precision"], "top1": top1, "p50_ms": b["p50_ms"],
+                     "p90_ms": b["p90_ms"], "p99_ms": b["p99_ms"], "fps": b["fps"], "size_mb": b["size_mb"],
+                     "parity": {None: "reference", True: "pass", False: "FAIL"}[ok]})
+    return rows
+
+
+HEADER = ["model", "runtime", "precision (executed)", "top-1 %", "p50 ms", "p90 ms", "p99 ms", "FPS", "MB",
+          "parity"]
+
+
+def row_cells(row: dict) -> list[str]:
+    top1 = "-" if row["top1"] is None else f"{row['top1']:.2f}"
+    return [row["model"], row["runtime"], f"{row['precision']} ({row['executed']})", top1, f"{row['p50_ms']:.2f}",
+            f"{row['p90_ms']:.2f}", f"{row['p99_ms']:.2f}", f"{row['fps']:.1f}", f"{row['size_mb']:.2f}",
+            row["parity"]]
+
+
+def markdown_table(rows: list[dict]) -> str:
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines += ["| " + " | ".join(row_cells(r)) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def print_table(rows: list[dict], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for h in HEADER:
+        table.add_column(h, justify="left" if h in ("model", "runtime", "precision (executed)") else "right")
+    for r in rows:
+        table.add_row(*row_cells(r))
+    Console().print(table)

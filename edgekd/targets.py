@@ -1,0 +1,97 @@
+"""Hardware targets: facts about a deployment device, loaded from ``targets/*.yaml``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
+
+from edgekd.errors import ConfigError
+
+Format = Literal["onnx", "openvino", "tensorrt", "qonnx"]
+Precision = Literal["fp32", "fp16", "int8"]
+RuntimeName = Literal["torch", "onnxruntime", "openvino", "tensorrt"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ParityThresholds(_Strict):
+    """How close an exported model must stay to its PyTorch reference (per precision)."""
+
+    min_top1_agreement: float = Field(ge=0, le=1, description="fraction of samples with the same top-1")
+    max_abs_diff: float | None = Field(default=None, gt=0, description="largest |logit diff|; None: not checked")
+    max_metric_drop: float = Field(ge=0, description="largest drop of the task metric, in points")
+
+
+class PowerModel(_Strict):
+    """Power figures used to estimate energy when no meter can be read."""
+
+    idle_w: float = Field(ge=0)
+    active_w: float = Field(gt=0)
+    source: str
+
+
+class Target(_Strict):
+    """A deployment device and what edgekd should produce for it."""
+
+    name: str
+    description: str
+    device: Literal["cpu", "gpu", "jetson", "fpga"]
+    arch: str
+    runtimes: list[RuntimeName] = Field(min_length=1)
+    formats: list[Format] = Field(min_length=1)
+    precisions: list[Precision] = Field(min_length=1)
+    bundle_precision: Precision = "int8"
+    threads: PositiveInt
+    latency_budget_ms: float | None = Field(default=None, gt=0)
+    openvino_inference_precision: Literal["f32", "bf16", "f16"] | None = Field(
+        default="f32", description="pinned INFERENCE_PRECISION_HINT; None lets OpenVINO choose"
+    )
+    parity: dict[Precision, ParityThresholds]
+    power: PowerModel | None = None
+
+
+def targets_dir() -> Path:
+    """The folder of shipped target YAMLs (repository checkout or installed copy)."""
+    here = Path(__file__).resolve().parent
+    for cand in (here.parent / "targets", here / "_targets"):
+        if cand.is_dir():
+            return cand
+    raise ConfigError("no targets/ folder found next to the edgekd package")
+
+
+def list_targets() -> list[str]:
+    return sorted(p.stem for p in targets_dir().glob("*.yaml"))
+
+
+def load_target(name_or_path: str) -> Target:
+    """Load a target by name (``cpu-x86``) or by a YAML path; unknown names list the known ones."""
+    path = Path(name_or_path)
+    if not (path.suffix in (".yaml", ".yml") and path.is_file()):
+        path = targets_dir() / f"{name_or_path}.yaml"
+        if not path.is_file():
+            raise ConfigError(f"unknown target {name_or_path!r}; known targets: {', '.join(list_targets())}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: malformed YAML ({str(exc).splitlines()[0]})") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a target file must be a mapping")
+    try:
+        target = Target.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {_first_error(exc)}") from exc
+    missing = [p for p in target.precisions if p not in target.parity]
+    if missing:
+        raise ConfigError(f"{path}: parity thresholds missing for precision(s) {missing}")
+    return target
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(x) for x in err["loc"]) or "<root>"
+    return f"{loc}: {err['msg']}" + (f" ({len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else "")

@@ -1,0 +1,52 @@
+"""The parity gate: every exported model against its PyTorch reference on held-out samples."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgekd.artifacts import ExportedModel, ParityResult
+from edgekd.progress import track
+from edgekd.runtimes import runtime_for
+from edgekd.runtimes.base import Runtime
+from edgekd.targets import ParityThresholds, Target
+
+RUNTIME_OF_FORMAT = {"onnx": "onnxruntime", "openvino": "openvino"}
+
+
+def run_batches(rt: Runtime, inputs: np.ndarray, batch: int = 50, desc: str | None = None) -> np.ndarray:
+    """Outputs of ``rt`` over ``inputs`` (N x C x H x W), batched (graphs are exported with a dynamic batch)."""
+    chunks = range(0, len(inputs), batch)
+    it = chunks if desc is None else track(chunks, len(chunks), desc)
+    return np.concatenate([rt(inputs[i:i + batch]) for i in it])
+
+
+def compare(model: str, runtime: str, precision: str, executed: str, ref: np.ndarray, out: np.ndarray,
+            labels: np.ndarray, th: ParityThresholds) -> ParityResult:
+    """Compare logits ``out`` with reference logits ``ref``; top-1 metric in percent."""
+    diff = np.abs(out.astype(np.float64) - ref)
+    agree = float((out.argmax(1) == ref.argmax(1)).mean())
+    num = (out * ref).sum(1)
+    cos = float(np.mean(num / (np.linalg.norm(out, axis=1) * np.linalg.norm(ref, axis=1) + 1e-12)))
+    metric, ref_metric = float((out.argmax(1) == labels).mean() * 100), float((ref.argmax(1) == labels).mean() * 100)
+    delta = metric - ref_metric
+    reasons = []
+    if agree < th.min_top1_agreement:
+        reasons.append(f"top-1 agreement {agree:.4f} < {th.min_top1_agreement}")
+    if th.max_abs_diff is not None and diff.max() > th.max_abs_diff:
+        reasons.append(f"max |diff| {diff.max():.3g} > {th.max_abs_diff}")
+    if -delta > th.max_metric_drop:
+        reasons.append(f"accuracy drop {-delta:.2f} points > {th.max_metric_drop}")
+    return ParityResult(model=model, runtime=runtime, precision=precision, executed_precision=executed,
+                        samples=len(ref), top1_agreement=agree, max_abs_diff=float(diff.max()),
+                        mean_abs_diff=float(diff.mean()), cosine=cos, metric=metric, reference_metric=ref_metric,
+                        metric_delta=delta, passed=not reasons, reason="; ".join(reasons) or "ok")
+
+
+def verify_model(exp: ExportedModel, inputs: np.ndarray, labels: np.ndarray, ref: np.ndarray,
+                 target: Target) -> ParityResult:
+    """Run ``exp`` in its runtime on ``inputs`` and compare with ``ref`` under the target's thresholds."""
+    runtime = RUNTIME_OF_FORMAT[exp.format]
+    with runtime_for(exp.path, runtime, target.threads, target.openvino_inference_precision) as rt:
+        out = run_batches(rt, inputs, desc=f"verify {exp.key}")
+        executed = rt.executed_precision
+    return compare(exp.key, runtime, exp.precision, executed, ref, out, labels, target.parity[exp.precision])

@@ -1,0 +1,95 @@
+"""Export tiny timm models, load them in each runtime, and check parity and bench output."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from edgekd.artifacts import ExportedModel
+from edgekd.export.base import get_exporter
+from edgekd.export.onnx import export_torch
+from edgekd.models.factory import create_timm
+from edgekd.quantize.ptq import quantize
+from edgekd.runtimes import runtime_for
+from edgekd.targets import load_target
+from edgekd.verify import compare, verify_model
+
+
+@pytest.fixture(scope="module", params=["mobilevit_xxs", "efficientnet_b0"])
+def exported(request, tmp_path_factory):
+    out = tmp_path_factory.mktemp(request.param)
+    torch.manual_seed(0)
+    model = create_timm(request.param, 5).eval()
+    x = np.random.default_rng(0).standard_normal((16, 3, 64, 64)).astype(np.float32)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    onnx_path = export_torch(model, torch.zeros(1, 3, 64, 64), out / "m-fp32.onnx", {"edgekd.classes": list("abcde")})
+    onnx_m = get_exporter("onnx").export(onnx_path, out, "m-fp32")
+    ov_m = get_exporter("openvino").export(onnx_path, out, "m-fp32")
+    return {"onnx": onnx_m, "openvino": ov_m, "x": x, "ref": ref, "out": out}
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "openvino"])
+def test_fp32_exports_pass_the_cpu_x86_parity_gate(exported, fmt):
+    labels = exported["ref"].argmax(1)
+    res = verify_model(exported[fmt], exported["x"], labels, exported["ref"], load_target("cpu-x86"))
+    assert res.passed, res.reason
+    assert res.max_abs_diff < 1e-3 and res.top1_agreement == 1.0
+    assert res.executed_precision == "f32" if fmt == "openvino" else "fp32"
+
+
+def test_onnx_metadata_carries_labels(exported):
+    import onnx
+
+    props = {p.key: p.value for p in onnx.load(exported["onnx"].path).metadata_props}
+    assert props["edgekd.classes"] == '["a", "b", "c", "d", "e"]'
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "openvino"])
+def test_int8_ptq_is_standard_and_loads(exported, fmt):
+    calib = exported["x"]
+    q = quantize(exported[fmt], calib, exported["out"], f"m-int8-{fmt}", "mixed")
+    assert q.precision == "int8" and Path(q.path).is_file()
+    if fmt == "onnx":
+        import onnx
+
+        ops = {n.op_type for n in onnx.load(q.path).graph.node}
+        assert {"QuantizeLinear", "DequantizeLinear"} <= ops  # standard Q/DQ, no custom ops
+    with runtime_for(q.path, None, 2) as rt:
+        out = rt(exported["x"][:2])
+        assert out.shape == (2, 5) and np.isfinite(out).all()
+        assert "int8" in rt.executed_precision
+    assert q.size_mb() < exported[fmt].size_mb()
+
+
+def test_compare_flags_disagreement():
+    from edgekd.targets import ParityThresholds
+
+    ref = np.eye(4, dtype=np.float32)
+    out = ref[::-1].copy()
+    th = ParityThresholds(min_top1_agreement=0.99, max_abs_diff=1e-3, max_metric_drop=0.5)
+    res = compare("m", "onnxruntime", "fp32", "fp32", ref, out, np.arange(4), th)
+    assert not res.passed and "agreement" in res.reason and "max |diff|" in res.reason
+
+
+def test_bench_command_reports_latency(exported, tmp_path):
+    from edgekd.cli_support import bench_file
+
+    row = bench_file(Path(exported["onnx"].path), None, 2, 10, 2, None, "f32", tmp_path / "b.json")
+    assert row["p50_ms"] > 0 and row["fps"] > 0 and row["p99_ms"] >= row["p50_ms"]
+    assert (tmp_path / "b.json").is_file()
+
+
+def test_runtime_refuses_unknown_suffix(tmp_path):
+    from edgekd.errors import ConfigError
+
+    f = tmp_path / "m.pt"
+    f.write_bytes(b"x")
+    with pytest.raises(ConfigError, match="suffix"):
+        runtime_for(f)
+
+
+def test_exported_model_size(exported):
+    assert isinstance(exported["openvino"], ExportedModel) and len(exported["openvino"].files) == 2
+    assert exported["openvino"].size_mb() > 0

@@ -1,0 +1,58 @@
+from pathlib import Path
+
+import pytest
+import torch
+
+from edgekd.errors import ModelError
+from edgekd.models.factory import create_timm, load_checkpoint, load_weights, read_state_dict, save_checkpoint
+
+
+def test_unknown_timm_model_suggests_names():
+    with pytest.raises(ModelError, match="unknown timm model 'mobilevit_xxxs'.*mobilevit_xxs"):
+        create_timm("mobilevit_xxxs", 10)
+
+
+def test_teacher_weights_from_safetensors_and_state_dict(tmp_path: Path):
+    from safetensors.torch import save_file
+
+    src = create_timm("resnet10t", 10)
+    save_file({k: v.contiguous() for k, v in src.state_dict().items()}, str(tmp_path / "w.safetensors"))
+    torch.save({"state_dict": {f"module.{k}": v for k, v in src.state_dict().items()}}, tmp_path / "w.pth")
+    for name in ("w.safetensors", "w.pth"):
+        dst = create_timm("resnet10t", 10)
+        assert load_weights(dst, read_state_dict(tmp_path / name), name) is True
+        assert torch.equal(dst.state_dict()["conv1.0.weight"], src.state_dict()["conv1.0.weight"])
+
+
+def test_class_count_mismatch_keeps_backbone_and_resets_head(tmp_path: Path):
+    src = create_timm("resnet10t", 1000)
+    dst = create_timm("resnet10t", 10)
+    assert load_weights(dst, src.state_dict(), "w") is False
+    assert torch.equal(dst.state_dict()["conv1.0.weight"], src.state_dict()["conv1.0.weight"])
+    assert dst.get_classifier().out_features == 10
+
+
+def test_wrong_architecture_is_refused():
+    with pytest.raises(ModelError, match="right timm name"):
+        load_weights(create_timm("resnet10t", 10), create_timm("mobilevit_xxs", 10).state_dict(), "w")
+
+
+class Evil:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def test_pickle_with_code_is_refused_not_executed(tmp_path: Path, capsys):
+    torch.save({"state_dict": Evil()}, tmp_path / "evil.pth")
+    with pytest.raises(ModelError, match="refused to load"):
+        read_state_dict(tmp_path / "evil.pth")
+    assert "must never run" not in capsys.readouterr().out
+
+
+def test_checkpoint_round_trip(tmp_path: Path):
+    m = create_timm("resnet10t", 3).eval()
+    save_checkpoint(m, tmp_path / "s.safetensors", {"arch": "resnet10t", "classes": ["a", "b", "c"]})
+    back, card = load_checkpoint(tmp_path / "s.safetensors")
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(m(x), back(x)) and card["classes"] == ["a", "b", "c"]

@@ -1,0 +1,120 @@
+"""Integration: `edgekd compress` end to end with tiny settings, then resume, bundle checks and tampering."""
+
+import json
+import subprocess
+import sys
+import tarfile
+
+import pytest
+
+from edgekd.bundle import sha256, verify_bundle_dir
+from edgekd.errors import ConfigError
+
+TINY = """
+teacher_arch: resnet10t
+teacher_epochs: 1
+epochs: 1
+max_train_samples: 128
+max_eval_samples: 64
+calib_samples: 16
+verify_samples: 64
+bench_iters: 10
+bench_warmup: 2
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    import yaml
+
+    from .conftest import ROOT
+
+    tmp = tmp_path_factory.mktemp("run")
+    raw = yaml.safe_load((ROOT / "targets" / "cpu-x86.yaml").read_text())
+    raw["parity"]["int8"] = {"min_top1_agreement": 0.0, "max_metric_drop": 100.0}
+    (tmp / "t.yaml").write_text(yaml.safe_dump(raw))
+    (tmp / "tiny.yaml").write_text(TINY)
+    out = tmp / "runs" / "tiny"
+    cmd = [sys.executable, "-m", "edgekd", "compress", "--target", str(tmp / "t.yaml"), "--recipe",
+           str(tmp / "tiny.yaml"), "--out", str(out)]
+    first = subprocess.run(cmd, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = subprocess.run(cmd, capture_output=True, text=True)
+    return {"out": out, "first": first, "second": second, "cmd": cmd}
+
+
+@pytest.mark.slow
+def test_compress_writes_a_verified_bundle(tiny_run):
+    out = tiny_run["out"]
+    manifest = verify_bundle_dir(out / "bundle")
+    assert manifest["labels"][0] == "circle" and manifest["input"]["shape"] == [1, 3, 64, 64]
+    assert {m["format"] for m in manifest["models"]} == {"onnx", "openvino"}
+    assert all(m["precision"] == "int8" for m in manifest["models"])
+    assert set(manifest["files"]) >= {"student-int8.onnx", "student-int8.xml", "student-int8.bin", "report.md"}
+    assert manifest["preprocess"]["mean"] == [0.485, 0.456, 0.406]
+    with tarfile.open(out / "tiny.tar.gz") as tf:
+        assert "tiny/manifest.json" in tf.getnames()
+
+
+@pytest.mark.slow
+def test_results_table_is_printed_and_reported(tiny_run):
+    text = tiny_run["first"].stdout
+    for row in ("teacher resnet10t", "student mobilevit_xxs", "onnxruntime", "openvino", "p50 ms", "FPS"):
+        assert row in text
+    report = (tiny_run["out"] / "bundle" / "report.md").read_text()
+    assert "| student mobilevit_xxs | openvino | int8" in report
+
+
+@pytest.mark.slow
+def test_every_export_was_verified(tiny_run):
+    rep = json.loads((tiny_run["out"] / "verify.json").read_text())
+    keys = {m["model"] for m in rep["models"]}
+    assert keys == {"onnx-fp32", "openvino-fp32", "onnx-int8", "openvino-int8"}
+    fp32 = [m for m in rep["models"] if m["precision"] == "fp32"]
+    assert all(m["passed"] and m["top1_agreement"] >= 0.99 and m["max_abs_diff"] < 1e-3 for m in fp32)
+
+
+@pytest.mark.slow
+def test_rerun_reuses_every_stage(tiny_run):
+    second = tiny_run["second"]
+    assert second.returncode == 0
+    assert second.stderr.count("reused (options unchanged)") == 7
+
+
+@pytest.mark.slow
+def test_tampered_bundle_is_named(tiny_run, tmp_path):
+    import shutil
+
+    b = tmp_path / "b"
+    shutil.copytree(tiny_run["out"] / "bundle", b)
+    with open(b / "student-int8.bin", "r+b") as fh:
+        fh.seek(100)
+        fh.write(b"\x00\x01\x02")
+    with pytest.raises(ConfigError, match="student-int8.bin does not match"):
+        verify_bundle_dir(b)
+    res = subprocess.run([sys.executable, "-m", "edgekd", "verify-bundle", str(b)], capture_output=True, text=True)
+    assert res.returncode == 2 and "student-int8.bin" in res.stderr
+
+
+@pytest.mark.slow
+def test_stage_commands_work_on_run_files(tiny_run, tmp_path):
+    """export -> quantize -> verify -> bench, each on its own, files in and files out."""
+    ck = tiny_run["out"] / "student" / "student.safetensors"
+    run = lambda *a: subprocess.run([sys.executable, "-m", "edgekd", *a], capture_output=True, text=True)  # noqa: E731
+    r = run("export", str(ck), "--out", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    onnx_fp32 = tmp_path / "student-fp32.onnx"
+    assert onnx_fp32.is_file() and (tmp_path / "student-fp32.xml").is_file()
+    r = run("quantize", str(onnx_fp32), "--data", "builtin:shapes10", "--calib", "16")
+    assert r.returncode == 0, r.stderr
+    int8 = tmp_path / "student-int8.onnx"
+    assert int8.is_file()
+    r = run("verify", str(onnx_fp32), "--reference", str(ck), "--data", "builtin:shapes10", "--samples", "32",
+            "--report", str(tmp_path / "v.json"))
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert json.loads((tmp_path / "v.json").read_text())["passed"] is True
+    r = run("bench", str(tmp_path / "student-fp32.xml"), "--iters", "5", "--warmup", "1", "--json",
+            str(tmp_path / "b.json"))
+    assert r.returncode == 0 and "p50 ms" in r.stdout, r.stderr
+    assert json.loads((tmp_path / "b.json").read_text())["result"]["executed_precision"] == "f32"
+    assert sha256(ck)  # the checkpoint was read, never rewritten

@@ -1,0 +1,65 @@
+from pathlib import Path
+
+import pytest
+
+from edgekd.config import make_config
+from edgekd.errors import ConfigError
+from edgekd.targets import list_targets, load_target
+
+
+def test_cpu_x86_target_loads_with_thresholds():
+    t = load_target("cpu-x86")
+    assert t.threads >= 1 and "openvino" in t.runtimes and t.parity["int8"].max_metric_drop > 0
+    assert "cpu-x86" in list_targets()
+
+
+def test_unknown_target_names_the_known_ones():
+    with pytest.raises(ConfigError, match="known targets: .*cpu-x86"):
+        load_target("jetson-nope")
+
+
+def test_target_extra_key_rejected(tmp_path: Path):
+    import yaml
+
+    raw = yaml.safe_load(Path(load_target.__code__.co_filename).parent.parent.joinpath("targets/cpu-x86.yaml")
+                         .read_text())
+    raw["turbo"] = True
+    p = tmp_path / "t.yaml"
+    p.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match="turbo"):
+        load_target(str(p))
+
+
+def test_malformed_target_yaml(tmp_path: Path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError, match="malformed YAML"):
+        load_target(str(p))
+
+
+def test_recipe_overrides_and_validation(tmp_path: Path):
+    r = tmp_path / "r.yaml"
+    r.write_text("epochs: 3\nstudent: efficientnet_b0\n")
+    cfg = make_config(r, epochs=5, student=None)
+    assert cfg.epochs == 5 and cfg.student == "efficientnet_b0"
+
+
+@pytest.mark.parametrize("text,match", [
+    ("epochs: 0\n", "epochs"),
+    ("batch_size: -2\n", "batch_size"),
+    ("lerning_rate: 0.1\n", "lerning_rate"),
+    ("- a\n- b\n", "mapping"),
+    ("alpha: 1.5\n", "alpha"),
+])
+def test_bad_recipes_give_one_clear_error(tmp_path: Path, text: str, match: str):
+    r = tmp_path / "r.yaml"
+    r.write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        make_config(r)
+
+
+def test_yaml_is_never_executed(tmp_path: Path):
+    r = tmp_path / "r.yaml"
+    r.write_text("epochs: !!python/object/apply:os.system ['echo hacked']\n")
+    with pytest.raises(ConfigError, match="malformed YAML"):
+        make_config(r)
