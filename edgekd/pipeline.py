@@ -86,14 +86,19 @@ def prepare_run_dir(root: Path, overwrite: bool) -> None:
 
 def run(cfg: RunConfig, target: Target, root: Path, overwrite: bool = False, until: str | None = None) -> Run:
     """Run the stages in order (up to ``until``), reusing cached results whose options did not change."""
+    from edgekd.stages import preflight
+
+    preflight(Run(cfg, target, root))
     prepare_run_dir(root, overwrite)
     (root / "run.json").write_text(json.dumps({"config": cfg.model_dump(mode="json"), "target": target.name},
                                               indent=2))
     r = Run(cfg, target, root)
     funcs = _stages()
-    chain = hashlib.sha256(target.model_dump_json().encode()).hexdigest()
+    chain = ""
     for name, deps in STAGE_DEPS:
         opts = {k: getattr(cfg, k) for k in deps}
+        if name == "export":  # from export on, results depend on the target too (formats, thresholds, threads)
+            opts["target"] = target.model_dump(mode="json")
         chain = hashlib.sha256((chain + name + json.dumps(opts, default=str, sort_keys=True)).encode()).hexdigest()
         cache = root / "stages" / f"{name}.json"
         if cache.is_file():

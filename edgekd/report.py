@@ -52,4 +52,7 @@ def print_table(rows: list[dict], title: str) -> None:
         table.add_column(h, justify="left" if h in ("model", "runtime", "precision (executed)") else "right")
     for r in rows:
         table.add_row(*row_cells(r))
-    Console().print(table)
+    import sys
+
+    # piped output (CI logs, `| tee`) would otherwise be wrapped at 80 columns
+    Console(width=None if sys.stdout.isatty() else 180).print(table)

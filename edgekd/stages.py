@@ -22,15 +22,38 @@ def _inputs(r: Run, split: str, n: int) -> tuple[np.ndarray, np.ndarray]:
     return r.data.preprocess.batch([src.image(i) for i in range(len(src))]), src.labels
 
 
-def teacher(r: Run) -> dict:
-    """Load the given teacher, the shipped one for the built-in data, or train one."""
-    from edgekd.teacher import TeacherRecipe, build_teacher, parse_spec
+def preflight(r: Run) -> None:
+    """Cheap checks of names and paths before any stage spends minutes."""
+    from edgekd.data import BUILTIN_PREFIX
+    from edgekd.errors import DataError
+    from edgekd.teacher import parse_spec
 
     cfg = r.cfg
     if cfg.task != "classify":
         raise ConfigError("--task segment is not available yet (segmentation lands with issue 9); use classify")
     if len(cfg.teachers) > 1:
         raise ConfigError("several teachers arrive with the distillation engine; give one --teacher for now")
+    for t in cfg.teachers:
+        parse_spec(t.spec)
+        if t.weights is not None and not t.weights.is_file():
+            raise ConfigError(f"teacher weights {t.weights} do not exist")
+    if not cfg.data.startswith(BUILTIN_PREFIX) and not Path(cfg.data).is_dir():
+        raise DataError(f"data folder {cfg.data} does not exist" if not Path(cfg.data).exists()
+                        else f"data path {cfg.data} is not a folder")
+    import timm
+
+    from edgekd.models.factory import create_timm
+
+    for name in {cfg.student, *(parse_spec(t.spec) for t in cfg.teachers)}:
+        if not timm.is_model(name):
+            create_timm(name, 2)  # raises with suggestions
+
+
+def teacher(r: Run) -> dict:
+    """Load the given teacher, the shipped one for the built-in data, or train one."""
+    from edgekd.teacher import TeacherRecipe, build_teacher, parse_spec
+
+    cfg = r.cfg
     recipe = TeacherRecipe(arch=cfg.teacher_arch, epochs=cfg.teacher_epochs, seed=cfg.seed)
     weights = None
     if cfg.teachers:

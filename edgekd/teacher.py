@@ -58,7 +58,8 @@ def build_teacher(data: DataSplits, recipe: TeacherRecipe, weights: Path | None,
     card = {
         "arch": recipe.arch, "role": "teacher", "classes": data.classes, "data": data.name,
         "preprocess": data.preprocess.to_dict(), "test_top1": acc, "how": how,
-        "recipe": recipe.__dict__, "device": str(device()), "history": hist, "weights_source": str(weights) if weights else None,
+        "recipe": recipe.__dict__, "device": str(device()), "history": hist,
+        "weights_source": str(weights) if weights else None,
     }
     save_checkpoint(model, out, card)
     return model.eval(), card

@@ -18,7 +18,8 @@ def test_help_lists_every_stage():
 
 
 def test_cli_import_pulls_no_heavy_backend():
-    code = "import sys, edgekd.cli; print(sorted(m for m in ('torch','openvino','nncf','onnxruntime','timm') if m in sys.modules))"
+    heavy = "('torch', 'openvino', 'nncf', 'onnxruntime', 'timm')"
+    code = f"import sys, edgekd.cli; print(sorted(m for m in {heavy} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

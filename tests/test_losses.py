@@ -44,7 +44,7 @@ def test_ce_ignores_teacher():
 
 
 def test_unknown_loss_suggests_a_name():
-    with pytest.raises(ConfigError, match="did you mean 'kd'"):
+    with pytest.raises(ConfigError, match="Did you mean 'kd'"):
         LOSSES.get("kdd")
 
 

@@ -113,6 +113,15 @@ def test_stage_commands_work_on_run_files(tiny_run, tmp_path):
             "--report", str(tmp_path / "v.json"))
     assert r.returncode == 0, r.stderr + r.stdout
     assert json.loads((tmp_path / "v.json").read_text())["passed"] is True
+    import yaml
+
+    raw = yaml.safe_load((tiny_run["out"].parent.parent / "t.yaml").read_text())
+    raw["parity"]["int8"] = {"min_top1_agreement": 0.0, "max_abs_diff": 1e-9, "max_metric_drop": 100.0}
+    strict = tmp_path / "strict.yaml"
+    strict.write_text(yaml.safe_dump(raw))
+    r = run("verify", str(int8), "--reference", str(ck), "--data", "builtin:shapes10", "--samples", "32",
+            "--target", str(strict))
+    assert r.returncode == 6 and "FAIL: max |diff|" in r.stdout, r.stdout + r.stderr
     r = run("bench", str(tmp_path / "student-fp32.xml"), "--iters", "5", "--warmup", "1", "--json",
             str(tmp_path / "b.json"))
     assert r.returncode == 0 and "p50 ms" in r.stdout, r.stderr

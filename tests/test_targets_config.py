@@ -63,3 +63,11 @@ def test_yaml_is_never_executed(tmp_path: Path):
     r.write_text("epochs: !!python/object/apply:os.system ['echo hacked']\n")
     with pytest.raises(ConfigError, match="malformed YAML"):
         make_config(r)
+
+
+def test_demo_recipe_is_the_built_in_default():
+    from edgekd.config import RunConfig
+
+    from .conftest import ROOT
+
+    assert make_config(ROOT / "models" / "shapes10-demo.yaml") == RunConfig()

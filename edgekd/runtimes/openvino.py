@@ -26,8 +26,7 @@ class OvRuntime(Runtime):
             raise ModelError(f"OpenVINO cannot load {path}: {str(exc).splitlines()[0]}") from exc
         self.input_name = self.compiled.inputs[0].get_any_name()
         self.request = self.compiled.create_infer_request()
-        self.quantized = any(op.get_type_name() == "FakeQuantize" for op in self.compiled.get_runtime_model().get_ops()) \
-            or any(op.get_type_name() == "FakeQuantize" for op in core.read_model(str(path)).get_ops())
+        self.quantized = any(op.get_type_name() == "FakeQuantize" for op in core.read_model(str(path)).get_ops())
 
     @property
     def input_shape(self) -> list:
@@ -40,6 +39,6 @@ class OvRuntime(Runtime):
 
     @property
     def executed_precision(self) -> str:
-        hint = str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
-        hint = {"<Type: 'float32'>": "f32", "<Type: 'bfloat16'>": "bf16"}.get(hint, hint.replace("<Type: '", "").rstrip("'>"))
+        t = self.compiled.get_property("INFERENCE_PRECISION_HINT")
+        hint = t.to_string() if hasattr(t, "to_string") else str(t)
         return f"int8 + {hint}" if self.quantized else hint
