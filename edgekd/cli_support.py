@@ -32,7 +32,7 @@ def preprocess_for(model: Path, reference: Path | None) -> Preprocess:
 def calibration(data: str, pre: Preprocess, n: int) -> np.ndarray:
     from edgekd.data import load_data
 
-    d = load_data(data, pre.size[0], max_train=n)
+    d = load_data(data, pre.size[0], max_train=n, max_eval=1)
     src = d.train.head(n)
     return pre.batch([src.image(i) for i in range(len(src))])
 
@@ -53,7 +53,7 @@ def verify_file(model: Path, reference: Path, data: str, target_name: str, preci
     target = load_target(target_name)
     net, card = load_checkpoint(reference)
     pre = Preprocess.from_dict(card["preprocess"])
-    d = load_data(data, pre.size[0], max_eval=samples)
+    d = load_data(data, pre.size[0], max_train=1, max_eval=samples)
     if d.classes != card["classes"]:
         raise ConfigError(f"{data}: classes {d.classes[:4]}... differ from the reference's {card['classes'][:4]}...")
     src = d.test.head(samples)
