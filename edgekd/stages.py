@@ -90,7 +90,7 @@ def distill(r: Run) -> dict:
     loss = build_loss("ce") if cfg.loss == "ce" else build_loss("kd", temperature=cfg.temperature, alpha=cfg.alpha)
     settings = TrainSettings(cfg.epochs, cfg.lr, cfg.weight_decay, seed=cfg.seed)
     res = fit(student, train_dl, val_dl, loss, settings, r.path("student", "train"),
-              teacher=None if cached is not None else t_model, teacher_logits=cached,
+              teacher=None if cached is not None or cfg.loss == "ce" else t_model, teacher_logits=cached,
               desc=f"distill {cfg.student}")
     acc = top1(predict(student, loader(data.test, data.preprocess, 256, shuffle=False)), data.test.labels)
     out = r.path("student", "student.safetensors")
