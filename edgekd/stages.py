@@ -64,6 +64,8 @@ def teacher(r: Run) -> dict:
         weights = shipped if shipped.is_file() else None
     out = r.path("teacher", "teacher.safetensors")
     _, card = build_teacher(r.data, recipe, weights, r.path("teacher", "train"), out)
+    if not cfg.teachers and weights is not None:
+        card["how"] = f"shipped with edgekd: models/{weights.name}"
     console.print(f"teacher {card['arch']} ({card['how']}): test top-1 {card['test_top1']:.2f}%")
     return {"path": str(out), **card}
 

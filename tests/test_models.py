@@ -56,3 +56,22 @@ def test_checkpoint_round_trip(tmp_path: Path):
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
         assert torch.allclose(m(x), back(x)) and card["classes"] == ["a", "b", "c"]
+
+
+def test_shipped_teacher_loads_and_knows_shapes10():
+    """The teacher under models/ is real: it loads from its card and classifies held-out shapes10 images."""
+    import numpy as np
+
+    from edgekd.data import load_data
+    from edgekd.stages import MODELS_DIR, SHIPPED_TEACHERS
+
+    path = MODELS_DIR / SHIPPED_TEACHERS[("builtin:shapes10", "mobilevit_s")]
+    model, card = load_checkpoint(path)
+    assert card["arch"] == "mobilevit_s" and card["test_top1"] > 80
+    data = load_data("builtin:shapes10", max_train=10, max_eval=200)
+    x = torch.from_numpy(data.preprocess.batch([data.test.image(i) for i in range(len(data.test))]))
+    with torch.no_grad():
+        acc = float((model(x).argmax(1).numpy() == data.test.labels).mean() * 100)
+    assert acc > 75, acc
+    assert (MODELS_DIR / "shapes10-mobilevit_s.md").is_file()
+    assert np.isfinite(acc)
