@@ -54,6 +54,7 @@ def write_bundle(r) -> dict:
     rows = results_rows(res)
     (tmp / "report.md").write_text(_report(r, rows, markdown_table(rows)))
     h, w = r.data.preprocess.size
+    versions = tool_versions()
     manifest: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -67,10 +68,10 @@ def write_bundle(r) -> dict:
         "recommended": models[0]["file"],
         "metrics": {"teacher_top1": res["verify"]["teacher_top1"], "student_fp32_top1": res["verify"]["student_top1"],
                     "samples": res["verify"]["samples"], "bench_threads": target.threads,
-                    "latency_measured_on": tool_versions()["cpu"]},
+                    "latency_measured_on": versions["cpu"]},
         "student": {"arch": res["distill"]["arch"], "params_m": res["distill"]["params_m"]},
         "teacher": {"arch": res["teacher"]["arch"]},
-        "versions": tool_versions(),
+        "versions": versions,
     }
     manifest["files"] = {p.name: sha256(p) for p in sorted(tmp.iterdir())}
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
