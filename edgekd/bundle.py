@@ -85,13 +85,20 @@ def write_bundle(r) -> dict:
     return {"path": str(final), "tarball": str(tar), "manifest": manifest, "rows": rows}
 
 
+def _schedule(cfg) -> str:
+    from edgekd.config import schedule
+
+    return "; ".join(f"{st.epochs} epochs of " + " + ".join(f"{t.weight:g}x`{t.name}`" for t in st.losses)
+                     for st in schedule(cfg))
+
+
 def _report(r, rows: list[dict], table: str) -> str:
     cfg = r.cfg
     return (
         f"# edgekd run `{cfg.name}` for target `{r.target.name}`\n\n"
         f"Data: `{cfg.data}` ({len(r.data.classes)} classes). Teacher: `{r.results['teacher']['arch']}` "
-        f"({r.results['teacher']['how']}). Student: `{cfg.student}`, {cfg.epochs} epochs, loss `{cfg.loss}` "
-        f"(T={cfg.temperature}, alpha={cfg.alpha}). int8: NNCF PTQ, {cfg.calib_samples} calibration images, "
+        f"({r.results['teacher']['how']}). Student: `{cfg.student}`, "
+        f"schedule {_schedule(cfg)}. int8: NNCF PTQ, {cfg.calib_samples} calibration images, "
         f"preset `{cfg.quant_preset}`.\n\n"
         f"Accuracy on {r.results['verify']['samples']} held-out test images; latency measured on this machine at "
         f"batch 1 with {r.target.threads} threads (median of {cfg.bench_iters} runs after {cfg.bench_warmup} "

@@ -28,6 +28,17 @@ def _teachers(specs: list[str], weights: list[Path]) -> list[dict]:
     return [{"spec": s, "weights": weights[i] if i < len(weights) else None} for i, s in enumerate(specs)]
 
 
+TEACHER_HELP = ("Teacher, repeatable: timm:NAME, edgekd:cifar_resnet56 (with --teacher-weights) or onnx:PATH "
+                "(black box, logits only).")
+
+
+def _check_resume(resume: bool, overwrite: bool, out: Path) -> None:
+    if resume and overwrite:
+        raise ConfigError("--resume and --overwrite contradict each other; choose one")
+    if resume and not (out / "run.json").is_file():
+        raise ConfigError(f"--resume: {out} holds no edgekd run to continue")
+
+
 def _config(recipe, **kw):
     from edgekd.config import make_config
 
@@ -39,9 +50,10 @@ def compress(
     target: str = typer.Option("cpu-x86", "--target", "-t", help="Target name or YAML path."),
     data: str | None = typer.Option(None, help="ImageFolder dir, or builtin:shapes10 (default)."),
     task: str | None = typer.Option(None, help="classify | segment"),
-    teacher: list[str] = typer.Option([], help="Teacher as timm:NAME (repeatable)."),
+    teacher: list[str] = typer.Option([], help=TEACHER_HELP),
     teacher_weights: list[Path] = typer.Option([], help="Weights for each --teacher (safetensors/state_dict)."),
     student: str | None = typer.Option(None, help="timm classifier name (default mobilevit_xxs)."),
+    loss: str | None = typer.Option(None, help="kd | dkd | ce | multi_teacher (a recipe can mix several)."),
     recipe: Path | None = typer.Option(None, help="Recipe YAML (models/*.yaml); flags override it."),
     epochs: int | None = typer.Option(None, help="Student epochs."),
     batch_size: int | None = typer.Option(None),
@@ -53,6 +65,7 @@ def compress(
     name: str | None = typer.Option(None, help="Run name (default: the --out folder's name)."),
     out: Path = typer.Option(Path("runs/demo"), help="Run folder; rerunning resumes it."),
     overwrite: bool = typer.Option(False, help="Start the run folder afresh."),
+    resume: bool = typer.Option(False, help="Continue a killed run in --out (an error if there is none)."),
 ) -> None:
     """The whole pipeline: teacher -> distill -> quantize -> export -> verify -> bench -> bundle."""
     from edgekd.pipeline import run
@@ -60,7 +73,8 @@ def compress(
     from edgekd.targets import load_target
 
     tgt = load_target(target)
-    cfg = _config(recipe, data=data, task=task, student=student, epochs=epochs, batch_size=batch_size, lr=lr,
+    _check_resume(resume, overwrite, out)
+    cfg = _config(recipe, data=data, task=task, student=student, loss=loss, epochs=epochs, batch_size=batch_size, lr=lr,
                   image_size=image_size, max_train_samples=max_train_samples, max_eval_samples=max_eval_samples,
                   bench_iters=bench_iters, name=name or out.name,
                   teachers=_teachers(teacher, teacher_weights) if teacher or teacher_weights else None)
@@ -72,22 +86,28 @@ def compress(
 
 @app.command()
 def distill(
-    data: str = typer.Option("builtin:shapes10", help="ImageFolder dir or builtin:shapes10."),
-    teacher: list[str] = typer.Option([], help="timm:NAME"),
-    teacher_weights: list[Path] = typer.Option([]),
+    data: str | None = typer.Option(None, help="ImageFolder dir or builtin:shapes10 (default)."),
+    teacher: list[str] = typer.Option([], help=TEACHER_HELP),
+    teacher_weights: list[Path] = typer.Option([], help="Weights for each --teacher (safetensors/state_dict)."),
     student: str | None = typer.Option(None),
-    recipe: Path | None = typer.Option(None),
+    loss: str | None = typer.Option(None, help="kd | dkd | ce | multi_teacher (a recipe can mix several)."),
+    recipe: Path | None = typer.Option(None, help="Recipe YAML (models/*.yaml); flags override it."),
     epochs: int | None = typer.Option(None),
     image_size: int | None = typer.Option(None),
     max_train_samples: int | None = typer.Option(None),
     max_eval_samples: int | None = typer.Option(None),
     out: Path = typer.Option(Path("runs/distill")),
+    resume: bool = typer.Option(False, help="Continue a killed run in --out (an error if there is none)."),
 ) -> None:
-    """Teacher + distillation only: writes OUT/student/student.safetensors (+ .json card)."""
+    """Teacher + distillation only: writes OUT/student/student.safetensors (+ .json card).
+
+    Runs on CPU or GPU as is; for several GPUs: accelerate launch -m edgekd distill ...
+    """
     from edgekd.pipeline import run
     from edgekd.targets import load_target
 
-    cfg = _config(recipe, data=data, student=student, epochs=epochs, image_size=image_size, name=out.name,
+    _check_resume(resume, False, out)
+    cfg = _config(recipe, data=data, student=student, loss=loss, epochs=epochs, image_size=image_size, name=out.name,
                   max_train_samples=max_train_samples, max_eval_samples=max_eval_samples,
                   teachers=_teachers(teacher, teacher_weights) if teacher else None)
     r = run(cfg, load_target("cpu-x86"), out, until="distill")
@@ -205,6 +225,25 @@ def bench(
     row = bench_file(model, runtime, threads, iters, warmup, image_size,
                      None if precision_hint == "none" else precision_hint, json_out)
     print_table([row], f"edgekd bench {model}")
+
+
+@app.command()
+def layers(
+    model: str = typer.Argument(..., help="timm:NAME, edgekd:NAME or a bare timm name."),
+    image_size: int = typer.Option(224, help="Input side for the shape probe."),
+    grep: str | None = typer.Option(None, help="Only names containing this text."),
+) -> None:
+    """Module names and output shapes, for `features:` pairs of hint / attention losses."""
+    import torch
+
+    from edgekd.distill.features import layer_table
+    from edgekd.models.factory import create_timm
+
+    name = model.split(":", 1)[1] if ":" in model else model
+    rows = layer_table(create_timm(name, 10), torch.zeros(1, 3, image_size, image_size))
+    for n, kind, shape in rows:
+        if grep is None or grep in n:
+            typer.echo(f"{n:40s} {kind:24s} {shape}")
 
 
 @app.command("verify-bundle")

@@ -14,8 +14,49 @@ from edgekd.errors import ConfigError
 class TeacherSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    spec: str = Field(description="timm:NAME")
+    spec: str = Field(description="timm:NAME, edgekd:NAME (cifar_resnet56...) or onnx:PATH")
     weights: Path | None = Field(default=None, description="safetensors or state_dict checkpoint")
+    image_size: PositiveInt | None = Field(default=None, description="teacher input side (default: the ONNX "
+                                           "file's static size, else the student's)")
+    mean: tuple[float, float, float] | None = Field(default=None, description="default: ImageNet")
+    std: tuple[float, float, float] | None = None
+    weight: PositiveFloat = Field(default=1.0, description="fixed multi-teacher weight (normalised over teachers)")
+
+
+class LossTerm(BaseModel):
+    """One weighted loss of a stage; any other key is a parameter of the loss (e.g. temperature)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str
+    weight: float = Field(default=1.0, ge=0)
+
+    @property
+    def params(self) -> dict:
+        return dict(self.model_extra or {})
+
+
+class FeaturePair(BaseModel):
+    """A student layer aligned to a teacher layer (module names, see `edgekd layers`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    student: str
+    teacher: str
+    teacher_index: NonNegativeInt = Field(default=0, description="which teacher (order of `teachers`)")
+    student_layout: Literal["auto", "nchw", "nhwc", "tokens"] = "auto"
+    teacher_layout: Literal["auto", "nchw", "nhwc", "tokens"] = "auto"
+
+
+class StageSpec(BaseModel):
+    """One step of a progressive schedule: its own epochs, losses and (optionally) learning rate."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str | None = None
+    epochs: PositiveInt
+    losses: list[LossTerm] = Field(min_length=1)
+    lr: PositiveFloat | None = None
 
 
 class RunConfig(BaseModel):
@@ -33,10 +74,19 @@ class RunConfig(BaseModel):
     batch_size: PositiveInt = 64
     lr: PositiveFloat = 2e-3
     weight_decay: float = Field(default=0.05, ge=0)
-    loss: Literal["kd", "ce"] = "kd"
+    loss: str = Field(default="kd", description="shorthand for one loss term (kd, ce, dkd, multi_teacher)")
     temperature: PositiveFloat = 4.0
     alpha: float = Field(default=0.9, ge=0, le=1)
+    losses: list[LossTerm] = Field(default_factory=list, description="weighted loss terms (overrides `loss`)")
+    features: list[FeaturePair] = Field(default_factory=list, description="layer pairs for hint / attention")
+    stages: list[StageSpec] = Field(default_factory=list, description="progressive schedule (overrides epochs)")
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    warmup_epochs: float = Field(default=1.0, ge=0)
+    select_metric: Literal["top1", "macro_f1"] = "top1"
     augment: bool = False
+    teacher_cache_views: NonNegativeInt = Field(
+        default=0, description="with augment: draw each image from this many fixed views (flip x crop) and run "
+                               "the teachers once per view instead of every epoch; 0 = fully random, teacher online")
     seed: int = 0
     val_fraction: float = Field(default=0.1, gt=0, lt=0.5)
     max_train_samples: PositiveInt | None = None
@@ -46,6 +96,17 @@ class RunConfig(BaseModel):
     verify_samples: PositiveInt = 1000
     bench_iters: PositiveInt = 200
     bench_warmup: NonNegativeInt = 20
+
+
+def schedule(cfg: RunConfig) -> list[StageSpec]:
+    """The stages to train: the recipe's ``stages``, or one stage of ``epochs`` with ``losses`` (or ``loss``)."""
+    if cfg.stages:
+        return list(cfg.stages)
+    terms = list(cfg.losses)
+    if not terms:
+        params = {"temperature": cfg.temperature, "alpha": cfg.alpha} if cfg.loss in ("kd", "multi_teacher") else {}
+        terms = [LossTerm(name=cfg.loss, **params)]
+    return [StageSpec(name="distill", epochs=cfg.epochs, losses=terms)]
 
 
 def load_recipe(path: Path) -> dict:

@@ -23,88 +23,107 @@ def _inputs(r: Run, split: str, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def preflight(r: Run) -> None:
-    """Cheap checks of names and paths before any stage spends minutes."""
+    """Cheap checks of names, paths and the loss schedule before any stage spends minutes."""
+    from edgekd.config import schedule
     from edgekd.data import BUILTIN_PREFIX
+    from edgekd.distill.engine import build_mix, check_schedule
     from edgekd.errors import DataError
+    from edgekd.models.factory import create_timm, is_model
     from edgekd.teacher import parse_spec
 
     cfg = r.cfg
     if cfg.task != "classify":
         raise ConfigError("--task segment is not available yet (segmentation lands with issue 9); use classify")
-    if len(cfg.teachers) > 1:
-        raise ConfigError("several teachers arrive with the distillation engine; give one --teacher for now")
+    kinds = []
     for t in cfg.teachers:
-        parse_spec(t.spec)
+        kind, value = parse_spec(t.spec)
+        kinds.append(kind)
+        if kind == "onnx" and not Path(value).is_file():
+            raise ConfigError(f"ONNX teacher {value} does not exist")
+        if kind == "onnx" and t.weights is not None:
+            raise ConfigError(f"teacher {t.spec}: an ONNX file carries its own weights; drop `weights`")
         if t.weights is not None and not t.weights.is_file():
             raise ConfigError(f"teacher weights {t.weights} do not exist")
     if not cfg.data.startswith(BUILTIN_PREFIX) and not Path(cfg.data).is_dir():
         raise DataError(f"data folder {cfg.data} does not exist" if not Path(cfg.data).exists()
                         else f"data path {cfg.data} is not a folder")
-    import timm
-
-    from edgekd.models.factory import create_timm
-
-    for name in {cfg.student, *(parse_spec(t.spec) for t in cfg.teachers)}:
-        if not timm.is_model(name):
+    for st in schedule(cfg):
+        build_mix(st)  # unknown loss names and parameters fail here
+    check_schedule(cfg, kinds or ["torch"])
+    names = {cfg.student, *(v for k, v in map(parse_spec, (t.spec for t in cfg.teachers)) if k != "onnx")}
+    for name in names:
+        if not is_model(name):
             create_timm(name, 2)  # raises with suggestions
+    if cfg.features:  # layer names exist? (models built with random weights, no forward pass)
+        from edgekd.distill.features import FeatureTap
+
+        FeatureTap(create_timm(cfg.student, 2), [p.student for p in cfg.features], ["auto"] * len(cfg.features),
+                   f"student {cfg.student}")
+        for k, t in enumerate(cfg.teachers):
+            mine = [p.teacher for p in cfg.features if p.teacher_index == k]
+            if mine and kinds[k] != "onnx":
+                FeatureTap(create_timm(parse_spec(t.spec)[1], 2), mine, ["auto"] * len(mine), f"teacher {t.spec}")
 
 
 def teacher(r: Run) -> dict:
-    """Load the given teacher, the shipped one for the built-in data, or train one."""
-    from edgekd.teacher import TeacherRecipe, build_teacher, parse_spec
+    """Each given teacher (checked, head re-trained when its classes differ), or the shipped / trained default."""
+    from edgekd.teacher import TeacherRecipe, build_teacher, onnx_teacher_card, parse_spec, teacher_view
 
     cfg = r.cfg
-    recipe = TeacherRecipe(arch=cfg.teacher_arch, epochs=cfg.teacher_epochs, seed=cfg.seed)
-    weights = None
-    if cfg.teachers:
-        recipe = TeacherRecipe(arch=parse_spec(cfg.teachers[0].spec), epochs=cfg.teacher_epochs, seed=cfg.seed)
-        weights = cfg.teachers[0].weights
-    elif (cfg.data, cfg.teacher_arch) in SHIPPED_TEACHERS:
-        shipped = MODELS_DIR / SHIPPED_TEACHERS[(cfg.data, cfg.teacher_arch)]
-        weights = shipped if shipped.is_file() else None
-    out = r.path("teacher", "teacher.safetensors")
-    _, card = build_teacher(r.data, recipe, weights, r.path("teacher", "train"), out)
-    if not cfg.teachers and weights is not None:
-        card["how"] = f"shipped with edgekd: models/{weights.name}"
-    console.print(f"teacher {card['arch']} ({card['how']}): test top-1 {card['test_top1']:.2f}%")
-    return {"path": str(out), **card}
+    cards = []
+    for i, spec in enumerate(cfg.teachers):
+        kind, value = parse_spec(spec.spec)
+        view = teacher_view(spec, r.data)
+        if kind == "onnx":
+            card = onnx_teacher_card(Path(value), r.data, view)
+        else:
+            recipe = TeacherRecipe(arch=value, epochs=cfg.teacher_epochs, seed=cfg.seed)
+            out = r.path("teacher", f"teacher{i}.safetensors")
+            _, card = build_teacher(r.data, recipe, spec.weights, r.path("teacher", f"train{i}"), out, view=view)
+            card = {"path": str(out), **card}
+        card["weight"] = spec.weight
+        cards.append(card)
+    if not cfg.teachers:
+        recipe = TeacherRecipe(arch=cfg.teacher_arch, epochs=cfg.teacher_epochs, seed=cfg.seed)
+        weights = None
+        if (cfg.data, cfg.teacher_arch) in SHIPPED_TEACHERS:
+            shipped = MODELS_DIR / SHIPPED_TEACHERS[(cfg.data, cfg.teacher_arch)]
+            weights = shipped if shipped.is_file() else None
+        out = r.path("teacher", "teacher0.safetensors")
+        _, card = build_teacher(r.data, recipe, weights, r.path("teacher", "train0"), out)
+        if weights is not None:
+            card["how"] = f"shipped with edgekd: models/{weights.name}"
+        cards.append({"path": str(out), **card, "weight": 1.0})
+    for c in cards:
+        console.print(f"teacher {c['arch']} ({c['how']}): test top-1 {c['test_top1']:.2f}%")
+    slim = [{k: v for k, v in c.items() if k != "history"} for c in cards]
+    return {"teachers": slim, "arch": " + ".join(c["arch"] for c in cards), "how": "; ".join(c["how"] for c in cards),
+            "test_top1": cards[0]["test_top1"]}
 
 
 def distill(r: Run) -> dict:
-    """Train the student from the teacher with the chosen loss; best weights by validation top-1."""
-    import torch
-
+    """Train the student through the recipe's schedule; best weights by the validation metric."""
     from edgekd.data.torchdata import loader
-    from edgekd.distill.losses import build_loss
-    from edgekd.distill.trainer import TrainSettings, fit, predict, top1
-    from edgekd.models.factory import create_timm, load_checkpoint, save_checkpoint
+    from edgekd.distill.engine import distill_student
+    from edgekd.distill.metrics import report
+    from edgekd.distill.trainer import predict
+    from edgekd.models.factory import create_timm, save_checkpoint
 
     cfg, data = r.cfg, r.data
-    t_model, _ = load_checkpoint(Path(r.results["teacher"]["path"]))
     student = create_timm(cfg.student, len(data.classes))
-    train_dl = loader(data.train, data.preprocess, cfg.batch_size, shuffle=True, augment=cfg.augment, seed=cfg.seed)
-    val_dl = loader(data.val, data.preprocess, 256, shuffle=False)
-    cached = None
-    if not cfg.augment and cfg.loss != "ce":
-        # without augmentation every epoch shows the teacher the same images: run it once
-        plain = loader(data.train, data.preprocess, 256, shuffle=False)
-        cached = torch.from_numpy(predict(t_model, plain, "teacher logits (cached once)"))
-    loss = build_loss("ce") if cfg.loss == "ce" else build_loss("kd", temperature=cfg.temperature, alpha=cfg.alpha)
-    settings = TrainSettings(cfg.epochs, cfg.lr, cfg.weight_decay, seed=cfg.seed)
-    res = fit(student, train_dl, val_dl, loss, settings, r.path("student", "train"),
-              teacher=None if cached is not None or cfg.loss == "ce" else t_model, teacher_logits=cached,
-              desc=f"distill {cfg.student}")
-    acc = top1(predict(student, loader(data.test, data.preprocess, 256, shuffle=False)), data.test.labels)
+    res, stages = distill_student(student, data, cfg, r.results["teacher"]["teachers"], r.path("student", "train"))
+    rep = report(predict(student, loader(data.test, data.preprocess, 256, shuffle=False)), data.test.labels,
+                 data.classes)
     out = r.path("student", "student.safetensors")
     card = {"arch": cfg.student, "role": "student", "classes": data.classes, "data": data.name,
-            "preprocess": data.preprocess.to_dict(), "test_top1": acc, "best_val_top1": res.best_val_top1,
-            "best_epoch": res.best_epoch, "history": res.history, "loss": cfg.loss,
-            "temperature": cfg.temperature, "alpha": cfg.alpha,
+            "preprocess": data.preprocess.to_dict(), "test_top1": rep["top1"], "test_macro_f1": rep["macro_f1"],
+            "per_class": rep["per_class"], "select_metric": cfg.select_metric, "best_val": res.best_val,
+            "best_epoch": res.best_epoch, "stages": stages, "loss": cfg.loss,
             "params_m": sum(p.numel() for p in student.parameters()) / 1e6}
     save_checkpoint(student, out, card)
-    console.print(f"student {cfg.student}: test top-1 {acc:.2f}% (best val {res.best_val_top1:.2f}% "
-                  f"at epoch {res.best_epoch})")
-    return {"path": str(out), **{k: v for k, v in card.items() if k != "history"}}
+    console.print(f"student {cfg.student}: test top-1 {rep['top1']:.2f}%, macro-F1 {rep['macro_f1']:.2f} "
+                  f"(best val {cfg.select_metric} {res.best_val:.2f} at epoch {res.best_epoch})")
+    return {"path": str(out), **{k: v for k, v in card.items() if k not in ("stages", "per_class")}}
 
 
 def export(r: Run) -> list[dict]:
@@ -155,10 +174,8 @@ def verify(r: Run) -> dict:
 
     x, y = _inputs(r, "test", r.cfg.verify_samples)
     student, _ = load_checkpoint(Path(r.results["distill"]["path"]))
-    teacher_m, _ = load_checkpoint(Path(r.results["teacher"]["path"]))
     with torch.no_grad():
         ref = np.concatenate([student(torch.from_numpy(x[i:i + 256])).numpy() for i in range(0, len(x), 256)])
-        t_out = np.concatenate([teacher_m(torch.from_numpy(x[i:i + 256])).numpy() for i in range(0, len(x), 256)])
     results = []
     for d in r.results["export"] + r.results["quantize"]:
         res = verify_model(from_json(ExportedModel, d), x, y, ref, r.target)
@@ -166,7 +183,8 @@ def verify(r: Run) -> dict:
         console.print(f"verify {res.model}: agreement {res.top1_agreement:.4f}, max|diff| {res.max_abs_diff:.3g}, "
                       f"top-1 {res.metric:.2f}% ({res.metric_delta:+.2f}) {mark}")
         results.append(to_json(res))
-    report = {"samples": len(y), "teacher_top1": float((t_out.argmax(1) == y).mean() * 100),
+    # the teacher's accuracy is the teacher stage's: its own view, the whole test split
+    report = {"samples": len(y), "teacher_top1": r.results["teacher"]["test_top1"],
               "student_top1": float((ref.argmax(1) == y).mean() * 100), "models": results}
     r.path("verify.json").write_text(json.dumps(report, indent=2))
     failed = [m for m in results if not m["passed"]]
@@ -186,13 +204,25 @@ def bench(r: Run) -> list[dict]:
     x, _ = _inputs(r, "test", 1)
     th, cfg = r.target.threads, r.cfg
     out = []
-    for role in ("teacher", "distill"):
-        path = Path(r.results[role]["path"])
-        model, card = load_checkpoint(path)
-        name = "teacher" if role == "teacher" else "student"
-        res = bench_torch(model, x, f"{name}-torch", th, path.stat().st_size / 1e6, max(5, cfg.bench_warmup // 2),
-                          max(10, cfg.bench_iters // 2))
-        out.append(to_json(res))
+    import torch
+
+    from edgekd.distill.teachers import View, review
+
+    t_card = r.results["teacher"]["teachers"][0]  # the first (main) teacher, in its own view
+    tx = review(torch.from_numpy(x), View.of(r.data.preprocess), View.from_dict(t_card["view"])).numpy()
+    warm, iters = max(5, cfg.bench_warmup // 2), max(10, cfg.bench_iters // 2)
+    if t_card["kind"] == "onnx":
+        path = Path(t_card["path"])
+        with runtime_for(path, "onnxruntime", th, None) as rt:
+            res = bench_runtime(rt, tx, "teacher-onnxruntime", "fp32", th, path.stat().st_size / 1e6, warm, iters)
+    else:
+        path = Path(t_card["path"])
+        model, _ = load_checkpoint(path)
+        res = bench_torch(model, tx, "teacher-torch", th, path.stat().st_size / 1e6, warm, iters)
+    out.append(to_json(res))
+    path = Path(r.results["distill"]["path"])
+    model, _ = load_checkpoint(path)
+    out.append(to_json(bench_torch(model, x, "student-torch", th, path.stat().st_size / 1e6, warm, iters)))
     for d in r.results["export"] + r.results["quantize"]:
         exp = from_json(ExportedModel, d)
         with runtime_for(exp.path, RUNTIME_OF_FORMAT[exp.format], th, r.target.openvino_inference_precision) as rt:

@@ -1,4 +1,9 @@
-"""Teacher stage: load a given teacher (fine-tuning its head when the class count differs) or train one."""
+"""Teacher stage: load each given teacher (fine-tuning its head when the class count differs), or train one.
+
+Teacher specs: ``timm:NAME`` (with local weights), ``edgekd:NAME`` (edgekd's own CIFAR ResNets, e.g. the
+CIFAR-10 ResNet-56 checkpoint), ``onnx:PATH`` (a black-box teacher, logits only). Each keeps its own view of the
+data (input size, normalisation).
+"""
 
 from __future__ import annotations
 
@@ -7,11 +12,15 @@ from pathlib import Path
 
 from torch import nn
 
-from edgekd.data import DataSplits
+from edgekd.data import DataSplits, base_preprocess
 from edgekd.data.torchdata import loader
 from edgekd.distill.losses import build_loss
-from edgekd.distill.trainer import TrainSettings, device, fit, predict, top1
+from edgekd.distill.metrics import top1
+from edgekd.distill.teachers import OnnxTeacher, View, Viewed, onnx_input_size, onnx_num_outputs
+from edgekd.distill.trainer import TrainSettings, device, fit, predict
+from edgekd.errors import ConfigError
 from edgekd.models.factory import create_timm, load_weights, read_state_dict, save_checkpoint
+from edgekd.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 
 @dataclass(frozen=True)
@@ -25,41 +34,82 @@ class TeacherRecipe:
     seed: int = 0
 
 
-def parse_spec(spec: str) -> str:
-    """``timm:NAME`` -> NAME (ONNX teachers arrive with the distillation engine)."""
-    from edgekd.errors import ConfigError
+def parse_spec(spec: str) -> tuple[str, str]:
+    """``timm:NAME`` / ``edgekd:NAME`` / ``onnx:PATH`` (or a path ending in .onnx) -> (kind, value)."""
+    if spec.endswith(".onnx") and not spec.startswith("onnx:"):
+        spec = "onnx:" + spec
+    kind, _, value = spec.partition(":")
+    if kind not in ("timm", "edgekd", "onnx") or not value:
+        raise ConfigError(f"teacher {spec!r}: expected timm:NAME, edgekd:NAME (e.g. edgekd:cifar_resnet56) "
+                          f"or onnx:PATH")
+    if kind == "edgekd":
+        from edgekd.models.cifar_resnet import DEPTHS
 
-    if not spec.startswith("timm:") or len(spec) <= 5:
-        raise ConfigError(f"teacher {spec!r}: expected timm:NAME (e.g. timm:resnet50)")
-    return spec[5:]
+        if value not in DEPTHS:
+            raise ConfigError(f"teacher {spec!r}: edgekd's own architectures are {', '.join(DEPTHS)}")
+    return kind, value
+
+
+def teacher_view(spec, data: DataSplits) -> View:
+    """The view a teacher spec asks for: its own size / normalisation, else the data's size and ImageNet stats."""
+    kind, value = parse_spec(spec.spec)
+    size = (spec.image_size, spec.image_size) if spec.image_size else None
+    if size is None and kind == "onnx" and Path(value).is_file():
+        size = onnx_input_size(Path(value))
+    return View(size or tuple(data.preprocess.size), tuple(spec.mean or IMAGENET_MEAN),
+                 tuple(spec.std or IMAGENET_STD))
 
 
 def build_teacher(data: DataSplits, recipe: TeacherRecipe, weights: Path | None, workdir: Path,
-                  out: Path, retrain: bool = False) -> tuple[nn.Module, dict]:
+                  out: Path, retrain: bool = False, view: View | None = None) -> tuple[nn.Module, dict]:
     """Return the teacher and its card, saved at ``out`` (safetensors + JSON).
 
     With ``weights`` whose head fits the data's classes the teacher is used as is; with a head that does not
-    fit (or no weights at all) it is trained with cross-entropy for ``recipe.epochs``.
+    fit (or no weights at all) it is trained with cross-entropy for ``recipe.epochs``. ``view`` is the
+    teacher's own input size / normalisation (default: the student's).
     """
+    view = view or View.of(data.preprocess)
+    base = base_preprocess(data, [data.preprocess.size[0], view.size[0]])
+    src = View.of(base)
     model = create_timm(recipe.arch, len(data.classes))
     fits = False
     if weights is not None:
         fits = load_weights(model, read_state_dict(weights), str(weights))
-    train_dl = loader(data.train, data.preprocess, recipe.batch_size, shuffle=True, augment=recipe.augment,
-                      seed=recipe.seed)
-    val_dl = loader(data.val, data.preprocess, 256, shuffle=False)
+    wrapped = Viewed(model, src, view)
+    train_dl = loader(data.train, base, recipe.batch_size, shuffle=True, augment=recipe.augment, seed=recipe.seed)
+    val_dl = loader(data.val, base, 256, shuffle=False)
     how, hist = "given weights", []
     if retrain or not fits:
         settings = TrainSettings(recipe.epochs, recipe.lr, recipe.weight_decay, seed=recipe.seed)
-        hist = fit(model, train_dl, val_dl, build_loss("ce"), settings, workdir, desc=f"teacher {recipe.arch}").history
+        hist = fit(wrapped, train_dl, val_dl, build_loss("ce"), settings, workdir,
+                   desc=f"teacher {recipe.arch}").history
         how = "fine-tuned from given weights" if weights is not None else "trained from scratch"
-    test_dl = loader(data.test, data.preprocess, 256, shuffle=False)
-    acc = top1(predict(model, test_dl, "teacher test"), data.test.labels)
+    test_dl = loader(data.test, base, 256, shuffle=False)
+    acc = top1(predict(wrapped, test_dl, "teacher test"), data.test.labels)
     card = {
-        "arch": recipe.arch, "role": "teacher", "classes": data.classes, "data": data.name,
-        "preprocess": data.preprocess.to_dict(), "test_top1": acc, "how": how,
+        "arch": recipe.arch, "role": "teacher", "kind": "torch", "classes": data.classes, "data": data.name,
+        "preprocess": data.preprocess.to_dict(), "view": view.to_dict(), "test_top1": acc, "how": how,
         "recipe": recipe.__dict__, "device": str(device()), "history": hist,
         "weights_source": str(weights) if weights else None,
     }
     save_checkpoint(model, out, card)
     return model.eval(), card
+
+
+def onnx_teacher_card(path: Path, data: DataSplits, view: View) -> dict:
+    """Check an ONNX teacher against the data (class count) and measure it on the test split."""
+    n = onnx_num_outputs(path, view.size)
+    if n != len(data.classes):
+        raise ConfigError(f"ONNX teacher {path} predicts {n} classes but the data has {len(data.classes)}; "
+                          f"a black-box teacher cannot be re-headed (give a PyTorch teacher to fine-tune)")
+    base = base_preprocess(data, [data.preprocess.size[0], view.size[0]])
+    t = OnnxTeacher(path.name, path, view, View.of(base))
+    test_dl = loader(data.test, base, 256, shuffle=False)
+    import torch
+
+    from edgekd.progress import track
+
+    logits = torch.cat([t(x) for x, *_ in track(test_dl, len(test_dl), "teacher test (onnxruntime)")]).numpy()
+    return {"arch": path.name, "role": "teacher", "kind": "onnx", "path": str(path), "classes": data.classes,
+            "view": view.to_dict(), "test_top1": top1(logits, data.test.labels),
+            "how": "ONNX file, run as a black box with onnxruntime (logits only)"}

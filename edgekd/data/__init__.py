@@ -125,3 +125,14 @@ def load_data(spec: str, image_size: int | None = None, val_fraction: float = 0.
         image_size = int(min(256, max(64, -(-max(h, w) // 32) * 32)))
     return DataSplits(name=str(spec), classes=found["classes"], preprocess=Preprocess(size=(image_size, image_size)),
                       skipped=found["skipped"], **sets)
+
+
+def base_preprocess(data: DataSplits, sides: list[int]) -> Preprocess:
+    """The size the training loader reads images at when models see different sizes: the largest side any
+    model needs, but never above the images' own size (a 32 px teacher sees the original 32 px image, a 64 px
+    student an upsampled view made on the batch). Normalisation stays the student's."""
+    from dataclasses import replace
+
+    raw = max(data.train.image(0).shape[:2])
+    side = min(max(sides), raw) if sides else data.preprocess.size[0]
+    return replace(data.preprocess, size=(side, side))

@@ -1,10 +1,17 @@
-"""One training loop for teachers (loss ``ce``) and students (``kd``): cosine LR, per-epoch atomic
-checkpoints, ``resume`` after a kill, best weights by validation top-1."""
+"""One training loop for teachers (loss ``ce``) and students (any loss mix, any number of teachers).
+
+Device placement and mixed precision go through Hugging Face accelerate, so the same loop runs on a 2-core CPU,
+one GPU (bf16 autocast) or several (``accelerate launch edgekd distill ...``). Checkpoints are written atomically
+every epoch and picked up again, so a killed run continues from its last finished epoch; a finished run leaves
+``done.json`` and ``final.pt`` and is not trained again.
+"""
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,8 +20,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from edgekd.errors import TrainingError
-from edgekd.progress import track
+from edgekd.distill.metrics import macro_f1, top1
+from edgekd.errors import ConfigError, TrainingError
+from edgekd.progress import console, track
 
 
 @dataclass(frozen=True)
@@ -24,22 +32,43 @@ class TrainSettings:
     weight_decay: float
     warmup_epochs: float = 1.0
     seed: int = 0
+    optimizer: str = "adamw"
+    select_metric: str = "top1"
+    keep: str = "best"  # "best" (by the validation metric) or "last" (earlier stages of a schedule)
 
 
 @dataclass
 class TrainResult:
-    best_val_top1: float
+    best_val: float
     best_epoch: int
+    metric: str = "top1"
     history: list[dict] = field(default_factory=list)
 
 
+@dataclass
+class Teaching:
+    """What the student learns from: teachers, their fixed weights, feature pairs and cached logits.
+
+    ``cached`` is [teachers, views, samples, classes] when teacher logits were computed once up front.
+    """
+
+    teachers: list = field(default_factory=list)
+    prior: torch.Tensor | None = None
+    pairs: list = field(default_factory=list)  # config.FeaturePair
+    cached: torch.Tensor | None = None
+    student_view: tuple | None = None  # (batch view, student view) when the loader reads another size
+
+
+def accelerator():
+    """The process's Accelerator: CUDA with bf16 autocast when present, else CPU."""
+    from accelerate import Accelerator
+
+    cuda = torch.cuda.is_available()
+    return Accelerator(cpu=not cuda, mixed_precision="bf16" if cuda else "no")
+
+
 def device() -> torch.device:
-    """CUDA when present (with bf16 autocast), else CPU: the same loop runs on a laptop and on a GPU box."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def _autocast(dev: torch.device):
-    return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda")
 
 
 @torch.no_grad()
@@ -49,35 +78,100 @@ def predict(model: nn.Module, dl: DataLoader, desc: str | None = None) -> np.nda
     dev = next(model.parameters()).device
     batches = dl if desc is None else track(dl, len(dl), desc)
     out = []
-    for x, _, _ in batches:
-        with _autocast(dev):
+    for x, *_ in batches:
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
             out.append(model(x.to(dev)).float().cpu())
     return torch.cat(out).numpy()
 
 
-def top1(logits: np.ndarray, labels: np.ndarray) -> float:
-    """Top-1 accuracy in percent."""
-    return float((logits.argmax(1) == labels).mean() * 100)
+def _metric(name: str, logits: np.ndarray, labels: np.ndarray) -> float:
+    return macro_f1(logits, labels) if name == "macro_f1" else top1(logits, labels)
+
+
+def _optimizer(params, s: TrainSettings) -> torch.optim.Optimizer:
+    if s.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=s.lr, momentum=0.9, nesterov=True, weight_decay=s.weight_decay)
+    return torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay)
+
+
+class _Taps:
+    """Feature taps on the student and the PyTorch teachers for every feature pair."""
+
+    def __init__(self, model: nn.Module, teaching: Teaching) -> None:
+        from edgekd.distill.features import FeatureTap
+
+        pairs = teaching.pairs
+        self.student = FeatureTap(model, [p.student for p in pairs], [p.student_layout for p in pairs], "student")
+        self.teacher: dict[int, FeatureTap] = {}
+        self.order: list[tuple[int, int]] = []  # (teacher, position in that teacher's tap) per pair
+        for k in sorted({p.teacher_index for p in pairs}):
+            if k >= len(teaching.teachers):
+                raise ConfigError(f"feature pair refers to teacher {k}, but only {len(teaching.teachers)} given")
+            t = teaching.teachers[k]
+            if not t.has_features:
+                raise ConfigError(f"teacher {t.name} is ONNX (a black box with logits only); feature losses "
+                                  f"(hint, attention) need a PyTorch teacher; use kd, dkd or multi_teacher")
+            mine = [p for p in pairs if p.teacher_index == k]
+            self.teacher[k] = FeatureTap(t.model, [p.teacher for p in mine], [p.teacher_layout for p in mine],
+                                         f"teacher {t.name}")
+        seen: dict[int, int] = {}
+        for p in pairs:
+            self.order.append((p.teacher_index, seen.get(p.teacher_index, 0)))
+            seen[p.teacher_index] = seen.get(p.teacher_index, 0) + 1
+
+    def pairs(self) -> list[tuple[torch.Tensor, torch.Tensor, int]]:
+        s = self.student.maps()
+        t = {k: tap.maps() for k, tap in self.teacher.items()}
+        return [(s[i], t[k][j], k) for i, (k, j) in enumerate(self.order)]
+
+    def remove(self) -> None:
+        self.student.remove()
+        for tap in self.teacher.values():
+            tap.remove()
 
 
 def fit(model: nn.Module, train_dl: DataLoader, val_dl: DataLoader, loss_fn: nn.Module, settings: TrainSettings,
-        workdir: Path, teacher: nn.Module | None = None, teacher_logits: torch.Tensor | None = None,
-        desc: str = "train") -> TrainResult:
-    """Train ``model`` in place and leave it holding the best validation weights.
+        workdir: Path, teaching: Teaching | None = None, desc: str = "train") -> TrainResult:
+    """Train ``model`` in place; it ends holding the best validation weights (or the last, ``keep="last"``)."""
+    from edgekd.distill.losses import DistillBatch
+    from edgekd.distill.teachers import review
 
-    Teacher outputs come from ``teacher_logits`` (indexed by sample, precomputed when augmentation is off)
-    or from running ``teacher`` on each batch. ``workdir/last.pt`` is rewritten atomically every epoch and
-    picked up again when present, so a killed run continues from its last finished epoch.
-    """
-    torch.manual_seed(settings.seed)
     workdir.mkdir(parents=True, exist_ok=True)
-    dev = device()
+    last, best_path, final, done = (workdir / n for n in ("last.pt", "best.pt", "final.pt", "done.json"))
+    if done.is_file() and final.is_file():
+        model.load_state_dict(torch.load(final, map_location="cpu", weights_only=True))
+        d = json.loads(done.read_text())
+        console.print(f"  {desc}: finished earlier, reusing {final}")
+        return TrainResult(d["best_val"], d["best_epoch"], d["metric"], d["history"])
+    torch.manual_seed(settings.seed)
+    teaching = teaching or Teaching()
+    needs = getattr(loss_fn, "needs", frozenset())
+    if "teacher" in needs and not teaching.teachers:
+        raise ConfigError(f"{desc}: the losses need a teacher, but none was given")
+    feats = "features" in needs
+    if feats and not teaching.pairs:
+        raise ConfigError(f"{desc}: hint/attention losses need `features:` (student/teacher layer pairs)")
+    acc = accelerator()
+    dev = acc.device
     model.to(dev)
-    if teacher is not None:
-        teacher.to(dev)
-    opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    for t in teaching.teachers:
+        t.to(dev)
+    taps = _Taps(model, teaching) if feats else None
+    if taps is not None:  # one probe pass tells the adapters their shapes
+        x0 = next(iter(train_dl))[0][:2].to(dev)
+        model.eval()
+        with torch.no_grad():
+            model(review(x0, *teaching.student_view) if teaching.student_view else x0)
+            for t in teaching.teachers:
+                t(x0)
+        loss_fn.bind([(tuple(s.shape), tuple(t.shape)) for s, t, _ in taps.pairs()])
+    loss_fn.to(dev)
+    opt = _optimizer(list(model.parameters()) + list(loss_fn.parameters()), settings)
+    if acc.num_processes > 1:
+        train_dl = acc.prepare(train_dl)
+    model, loss_fn, opt = acc.prepare(model, loss_fn, opt)
     steps = settings.epochs * len(train_dl)
-    warm = max(1, int(settings.warmup_epochs * len(train_dl)))
+    warm = min(max(1, int(settings.warmup_epochs * len(train_dl))), max(1, steps // 2))
 
     def lr_at(step: int) -> float:
         if step < warm:
@@ -85,65 +179,86 @@ def fit(model: nn.Module, train_dl: DataLoader, val_dl: DataLoader, loss_fn: nn.
         return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, steps - warm)))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
-    last, best_path = workdir / "last.pt", workdir / "best.pt"
-    result, start = TrainResult(best_val_top1=-1.0, best_epoch=-1), 0
+    raw, raw_loss = acc.unwrap_model(model), acc.unwrap_model(loss_fn)
+    result, start = TrainResult(best_val=-1.0, best_epoch=-1, metric=settings.select_metric), 0
     if last.is_file():
         state = torch.load(last, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"])
+        raw.load_state_dict(state["model"])
+        raw_loss.load_state_dict(state["loss"])
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
         torch.set_rng_state(state["rng"])
         start = state["epoch"] + 1
-        result = TrainResult(state["best_val_top1"], state["best_epoch"], list(state["history"]))
-    if teacher is not None:
-        teacher.eval()
+        result = TrainResult(state["best_val"], state["best_epoch"], settings.select_metric, list(state["history"]))
+        console.print(f"  {desc}: resuming after epoch {start} from {last}")
     val_labels = np.asarray(val_dl.dataset.src.labels)
+    prior = teaching.prior.to(dev) if teaching.prior is not None else None
+    cached = teaching.cached
     for epoch in range(start, settings.epochs):
         # the shuffle generator is re-seeded per epoch so a resumed run sees the same batch order
-        train_dl.generator.manual_seed(settings.seed * 1000 + epoch)
+        if acc.num_processes > 1 and hasattr(train_dl, "set_epoch"):
+            train_dl.set_epoch(epoch)
+        else:
+            train_dl.generator.manual_seed(settings.seed * 1000 + epoch)
+        train_dl.dataset.rng = np.random.default_rng(settings.seed * 1000 + epoch)
         model.train()
+        t_epoch = time.perf_counter()
         status: dict = {}
         total, count = 0.0, 0
-        for x, y, idx in track(train_dl, len(train_dl), f"{desc} epoch {epoch + 1}/{settings.epochs}", status):
+        for x, y, idx, view in track(train_dl, len(train_dl), f"{desc} epoch {epoch + 1}/{settings.epochs}", status):
             x, y = x.to(dev, non_blocking=True), y.to(dev)
-            t_out = None
-            with _autocast(dev):
-                if teacher_logits is not None:
-                    t_out = teacher_logits[idx].to(dev)
-                elif teacher is not None:
-                    with torch.no_grad():
-                        t_out = teacher(x).float()
-                s_out = model(x).float()
-            loss = loss_fn(s_out, t_out, y)
+            t_out: list[torch.Tensor] = []
+            with acc.autocast():
+                if "teacher" in needs:
+                    if cached is not None and not feats:
+                        t_out = [cached[k, view, idx].to(dev) for k in range(cached.shape[0])]
+                    else:
+                        t_out = [t(x) for t in teaching.teachers]
+                s_out = model(review(x, *teaching.student_view) if teaching.student_view else x).float()
+                batch = DistillBatch(s_out, y, t_out, prior, taps.pairs() if taps else [])
+                loss = loss_fn(batch)
             if not torch.isfinite(loss):
                 raise TrainingError(
                     f"{desc}: loss became {loss.item()} in epoch {epoch + 1}; lower the learning rate "
                     f"(--lr, now {settings.lr}) or check the data"
                 )
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            acc.backward(loss)
+            acc.clip_grad_norm_(list(model.parameters()) + list(loss_fn.parameters()), 5.0)
             opt.step()
             sched.step()
             total, count = total + loss.item() * len(y), count + len(y)
             status["loss"] = total / count
-        acc = top1(predict(model, val_dl), val_labels)
-        result.history.append({"epoch": epoch + 1, "loss": total / count, "val_top1": acc})
-        if acc > result.best_val_top1:
-            result.best_val_top1, result.best_epoch = acc, epoch + 1
-            _atomic_save({k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, best_path)
-        _atomic_save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                      "rng": torch.get_rng_state(), "epoch": epoch, "best_val_top1": result.best_val_top1,
-                      "best_epoch": result.best_epoch, "history": result.history}, last)
-        from edgekd.progress import console
-
-        console.print(f"  {desc} epoch {epoch + 1}: loss {total / count:.4f}  val top-1 {acc:.2f}%")
-    model.cpu()
-    if teacher is not None:
-        teacher.cpu()
-    if best_path.is_file():
-        model.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=True))
-    model.eval()
+        train_s = time.perf_counter() - t_epoch
+        val = _metric(settings.select_metric, predict(raw, val_dl), val_labels)
+        parts = {k: round(v, 4) for k, v in getattr(raw_loss, "parts", {}).items()}
+        result.history.append({"epoch": epoch + 1, "loss": total / count, f"val_{settings.select_metric}": val,
+                               "parts": parts, "train_seconds": round(train_s, 2)})
+        if acc.is_main_process:
+            if val > result.best_val:
+                result.best_val, result.best_epoch = val, epoch + 1
+                _atomic_save({k: v.detach().cpu().clone() for k, v in raw.state_dict().items()}, best_path)
+            _atomic_save({"model": raw.state_dict(), "loss": raw_loss.state_dict(), "opt": opt.state_dict(),
+                          "sched": sched.state_dict(), "rng": torch.get_rng_state(), "epoch": epoch,
+                          "best_val": result.best_val, "best_epoch": result.best_epoch,
+                          "history": result.history}, last)
+        acc.wait_for_everyone()
+        console.print(f"  {desc} epoch {epoch + 1}: loss {total / count:.4f}  val {settings.select_metric} "
+                      f"{val:.2f}%  ({train_s:.1f} s)")
+    if taps is not None:
+        taps.remove()
+    raw.cpu()
+    for t in teaching.teachers:
+        t.to(torch.device("cpu"))
+    if settings.keep == "best" and best_path.is_file():
+        raw.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=True))
+    if acc.is_main_process:
+        _atomic_save(raw.state_dict(), final)
+        done.write_text(json.dumps({"best_val": result.best_val, "best_epoch": result.best_epoch,
+                                    "metric": result.metric, "history": result.history}))
+    raw.eval()
+    if raw is not model:  # hand back the caller's own module with the trained weights
+        model = raw
     return result
 
 

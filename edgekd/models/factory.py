@@ -15,11 +15,16 @@ from edgekd.errors import ModelError
 
 
 def create_timm(name: str, num_classes: int, pretrained: bool = False) -> nn.Module:
-    """A timm classifier with ``num_classes`` outputs; unknown names get the closest suggestions."""
+    """A classifier with ``num_classes`` outputs: edgekd's own CIFAR ResNets (``cifar_resnet56``...) or any timm
+    model; unknown names get the closest suggestions."""
+    from edgekd.models import cifar_resnet
+
+    if name in cifar_resnet.DEPTHS:
+        return cifar_resnet.create(name, num_classes)
     import timm
 
     if not timm.is_model(name):
-        close = difflib.get_close_matches(name, timm.list_models(), n=3)
+        close = difflib.get_close_matches(name, timm.list_models() + list(cifar_resnet.DEPTHS), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ModelError(f"unknown timm model {name!r}{hint}")
     try:
@@ -61,7 +66,7 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str) 
     own = model.state_dict()
     head = _head_keys(model)
     bad_shape = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
-    missing = [k for k in own if k not in state]
+    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]  # older checkpoints
     unexpected = [k for k in state if k not in own]
     if unexpected or [k for k in missing if k not in head]:
         raise ModelError(
@@ -73,6 +78,14 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str) 
     fits = not bad_shape
     model.load_state_dict({k: v for k, v in state.items() if k not in bad_shape}, strict=False)
     return fits
+
+
+def is_model(name: str) -> bool:
+    import timm
+
+    from edgekd.models import cifar_resnet
+
+    return name in cifar_resnet.DEPTHS or timm.is_model(name)
 
 
 def _head_keys(model: nn.Module) -> set[str]:

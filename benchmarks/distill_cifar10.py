@@ -1,0 +1,107 @@
+"""The distillation engine on real data: CIFAR-10 (../shared/data/cifar10-jpg) with the pretrained ResNet-56
+teacher (83.2%, run as an ONNX black box), through the pipeline's own teacher and distill stages.
+
+Runs, same student, epochs, optimiser and seed (recipe models/cifar10-resnet56.yaml):
+  (a) labels only (cross-entropy), fully random pad-crop + flip augmentation
+  (b) Hinton KD, T=4, alpha=0.9, teacher logits cached for 8 fixed views (4 crops x 2 flips)
+  (c) DKD (alpha=1, beta=8, T=4) + CE, same cached views
+  (d) two teachers: ResNet-56 (ONNX) + the labels-only student of (a) as a second, weaker PyTorch teacher,
+      multi_teacher with per-sample entropy weighting
+
+    .venv/bin/python benchmarks/distill_cifar10.py [--epochs 30] [--seeds 0] [--runs a,b,c,d]
+
+Prints a Markdown table and writes benchmarks/results/distill_cifar10.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RECIPE = ROOT / "models" / "cifar10-resnet56.yaml"
+NAMES = {"a": "labels only (CE)", "b": "kd (T=4, alpha=0.9)", "c": "dkd (alpha=1, beta=8) + CE",
+         "d": "multi_teacher: ResNet-56 + CE student, entropy-weighted"}
+
+
+def overrides(run: str, work: Path, seed: int) -> dict:
+    if run == "a":
+        return {"loss": "ce", "teacher_cache_views": 0}
+    if run == "b":
+        return {"loss": "kd"}
+    if run == "c":
+        return {"losses": [{"name": "dkd", "alpha": 1.0, "beta": 8.0, "temperature": 4.0, "ce_weight": 1.0}]}
+    second = work / f"a-s{seed}" / "student" / "student.safetensors"
+    if not second.is_file():
+        raise SystemExit(f"run (d) needs run (a) of seed {seed} first ({second})")
+    return {"teachers": [{"spec": "onnx:" + str(ROOT.parent / "shared/data/teachers/cifar10_resnet56.onnx")},
+                         {"spec": "timm:mobilenetv3_small_100", "weights": str(second), "image_size": 64}],
+            "loss": "multi_teacher"}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--seeds", default="0", help="comma-separated seeds")
+    ap.add_argument("--runs", default="a,b,c,d")
+    ap.add_argument("--work", type=Path, default=ROOT / "runs" / "bench-cifar10")
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    args = ap.parse_args()
+
+    import os
+
+    from edgekd._deps import tool_versions
+    from edgekd.config import load_recipe, make_config
+    from edgekd.pipeline import run
+    from edgekd.targets import load_target
+
+    os.chdir(ROOT)  # the recipe's data paths are relative to the project root
+    if not (ROOT.parent / "shared" / "data" / "cifar10-jpg").is_dir():
+        raise SystemExit("../shared/data/cifar10-jpg is absent; this benchmark needs the shared data")
+    out_json = args.out / "distill_cifar10.json"
+    rows = json.loads(out_json.read_text())["rows"] if out_json.is_file() else []
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        for key in args.runs.split(","):
+            values = {**load_recipe(RECIPE), "epochs": args.epochs, "seed": seed, "name": f"{key}-s{seed}",
+                      **overrides(key, args.work, seed)}
+            cfg = make_config(None, **values)
+            t0 = time.time()
+            r = run(cfg, load_target("cpu-x86"), args.work / f"{key}-s{seed}", until="distill")
+            card = json.loads((Path(r.results["distill"]["path"]).with_suffix(".json")).read_text())
+            hist = card["stages"][-1]["history"]
+            rows = [x for x in rows if not (x["run"] == key and x["seed"] == seed)]
+            rows.append({"run": key, "name": NAMES[key], "seed": seed, "epochs": args.epochs,
+                         "test_top1": card["test_top1"], "test_macro_f1": card["test_macro_f1"],
+                         "teachers": [(t["arch"], t["test_top1"]) for t in r.results["teacher"]["teachers"]],
+                         "s_per_epoch": statistics.median(h["train_seconds"] for h in hist),
+                         "wall_s": time.time() - t0})
+            args.out.mkdir(parents=True, exist_ok=True)
+            out_json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows,
+                                            "versions": tool_versions()}, indent=2))
+    print_table(rows)
+    print(f"\nwritten {out_json}")
+
+
+def print_table(rows: list[dict]) -> None:
+    base = [r["test_top1"] for r in rows if r["run"] == "a"]
+    ref = statistics.mean(base) if base else None
+    print("\n| run | seeds | test top-1 % (mean) | vs (a) | per seed | macro-F1 | s/epoch (median) | wall s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for key in "abcd":
+        rs = [r for r in rows if r["run"] == key]
+        if not rs:
+            continue
+        m = statistics.mean(r["test_top1"] for r in rs)
+        delta = f"{m - ref:+.2f}" if ref is not None else "-"
+        per_seed = ", ".join(f"{r['test_top1']:.2f}" for r in rs)
+        f1 = statistics.mean(r["test_macro_f1"] for r in rs)
+        spe, wall = statistics.median(r["s_per_epoch"] for r in rs), statistics.mean(r["wall_s"] for r in rs)
+        print(f"| ({key}) {NAMES[key]} | {len(rs)} | {m:.2f} | {delta} | {per_seed} | {f1:.2f} | {spe:.1f} | "
+              f"{wall:.0f} |")
+
+
+if __name__ == "__main__":
+    main()

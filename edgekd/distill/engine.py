@@ -1,0 +1,131 @@
+"""The distillation stage's engine: teachers from the teacher stage, a schedule of stages, one student.
+
+A schedule is a list of stages, each with its own epochs, loss mix and learning rate (HumP-KD's progressive
+multi-stage distillation: e.g. 1: hint only, 2: hint + kd, 3: kd). Every stage resumes on its own after a kill;
+the last stage keeps the best weights by the validation metric.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from edgekd.config import RunConfig, StageSpec, schedule
+from edgekd.data import DataSplits, base_preprocess
+from edgekd.data.torchdata import loader
+from edgekd.distill.losses import LossMix, build_loss
+from edgekd.distill.teachers import OnnxTeacher, Teacher, TorchTeacher, View
+from edgekd.distill.trainer import Teaching, TrainResult, TrainSettings, fit, predict
+from edgekd.errors import ConfigError
+from edgekd.progress import console
+
+
+def build_mix(stage: StageSpec) -> LossMix:
+    return LossMix([(t.name, t.weight, build_loss(t.name, **t.params)) for t in stage.losses])
+
+
+def check_schedule(cfg: RunConfig, teacher_kinds: list[str]) -> None:
+    """Refuse, before any training, a schedule whose losses cannot run with the given teachers/pairs."""
+    for st in schedule(cfg):
+        mix = build_mix(st)
+        label = f"stage {st.name or '?'}"
+        if "teacher" in mix.needs and not teacher_kinds:
+            raise ConfigError(f"{label}: losses {mix.names} need a teacher")
+        if "features" in mix.needs:
+            if not cfg.features:
+                raise ConfigError(f"{label}: hint/attention losses need `features:` (student/teacher layer pairs)")
+            for p in cfg.features:
+                if p.teacher_index >= len(teacher_kinds):
+                    raise ConfigError(f"feature pair {p.student} -> {p.teacher} refers to teacher "
+                                      f"{p.teacher_index}, but {len(teacher_kinds)} teacher(s) given")
+                if teacher_kinds[p.teacher_index] == "onnx":
+                    raise ConfigError(f"{label}: teacher {p.teacher_index} is ONNX (logits only); feature losses "
+                                      f"(hint, attention) need a PyTorch teacher; use kd, dkd or multi_teacher")
+
+
+def load_teachers(cards: list[dict], data: DataSplits, src: View | None = None) -> list[Teacher]:
+    """Teachers fed from batches in the ``src`` view (default: the student's)."""
+    from edgekd.models.factory import load_checkpoint
+
+    src = src or View.of(data.preprocess)
+    out: list[Teacher] = []
+    for c in cards:
+        view = View.from_dict(c["view"])
+        if c["kind"] == "onnx":
+            out.append(OnnxTeacher(c["arch"], Path(c["path"]), view, src))
+        else:
+            model, _ = load_checkpoint(Path(c["path"]))
+            out.append(TorchTeacher(c["arch"], model, view, src))
+        if len(c["classes"]) != len(data.classes):
+            raise ConfigError(f"teacher {c['arch']} predicts {len(c['classes'])} classes but the student has "
+                              f"{len(data.classes)}")
+    return out
+
+
+@torch.no_grad()
+def cache_logits(teachers: list[Teacher], data: DataSplits, base, views: int) -> torch.Tensor:
+    """Teacher logits for every training image under each view: [teachers, views, samples, classes]."""
+    per_t = []
+    for t in teachers:
+        per_v = []
+        for v in range(max(1, views)):
+            dl = loader(data.train, base, 256, shuffle=False, views=views, fixed_view=v if views else None)
+            if isinstance(t, TorchTeacher):
+                per_v.append(torch.from_numpy(predict(_Call(t), dl, f"cache {t.name} view {v + 1}/{max(1, views)}")))
+            else:
+                from edgekd.progress import track
+
+                per_v.append(torch.cat([t(x) for x, *_ in track(dl, len(dl), f"cache {t.name} view {v + 1}")]))
+        per_t.append(torch.stack(per_v))
+    return torch.stack(per_t).float()
+
+
+class _Call(nn.Module):
+    def __init__(self, t: TorchTeacher) -> None:
+        super().__init__()
+        self.model, self.t = t.model, t
+
+    def forward(self, x):
+        return self.t(x)
+
+
+def distill_student(student: nn.Module, data: DataSplits, cfg: RunConfig, teacher_cards: list[dict],
+                    workdir: Path) -> tuple[TrainResult, list[dict]]:
+    """Train ``student`` through the schedule; returns the last stage's result and every stage's summary."""
+    stages = schedule(cfg)
+    mixes = [build_mix(st) for st in stages]
+    uses_teacher = any("teacher" in m.needs for m in mixes)
+    sides = [data.preprocess.size[0]] + [c["view"]["size"][0] for c in teacher_cards if uses_teacher]
+    base = base_preprocess(data, sides)
+    teachers = load_teachers(teacher_cards, data, View.of(base)) if uses_teacher else []
+    check_schedule(cfg, [c["kind"] for c in teacher_cards] if uses_teacher else [])
+    prior = torch.tensor([c.get("weight", 1.0) for c in teacher_cards]) if teachers else None
+    prior = prior / prior.sum() if prior is not None else None
+    cached = None
+    only_logits = all("features" not in m.needs for m in mixes)
+    if teachers and only_logits and (not cfg.augment or cfg.teacher_cache_views):
+        cached = cache_logits(teachers, data, base, cfg.teacher_cache_views if cfg.augment else 0)
+    teaching = Teaching(teachers, prior, list(cfg.features), cached, (View.of(base), View.of(data.preprocess)))
+    if base.size != data.preprocess.size:
+        console.print(f"images read at {base.size[0]} px; the student sees them resized to "
+                      f"{data.preprocess.size[0]} px, each teacher at its own size")
+    views = cfg.teacher_cache_views if cfg.augment else 0
+    train_dl = loader(data.train, base, cfg.batch_size, shuffle=True, augment=cfg.augment,
+                      seed=cfg.seed, views=views)
+    val_dl = loader(data.val, data.preprocess, 256, shuffle=False)
+    summary, res = [], None
+    for i, (st, mix) in enumerate(zip(stages, mixes, strict=True)):
+        final = i == len(stages) - 1
+        settings = TrainSettings(st.epochs, st.lr or cfg.lr, cfg.weight_decay, cfg.warmup_epochs, cfg.seed,
+                                 cfg.optimizer, cfg.select_metric, keep="best" if final else "last")
+        name = st.name or f"stage{i + 1}"
+        if len(stages) > 1:
+            console.print(f"stage {i + 1}/{len(stages)} ({name}): {st.epochs} epochs, losses "
+                          + ", ".join(f"{w}x{n}" for n, w in zip(mix.names, mix.weights, strict=True)))
+        res = fit(student, train_dl, val_dl, mix, settings, workdir / f"{i + 1}-{name}", teaching,
+                  desc=f"{name} {cfg.student}")
+        summary.append({"stage": name, "epochs": st.epochs, "losses": [t.model_dump() for t in st.losses],
+                        "best_val": res.best_val, "best_epoch": res.best_epoch, "history": res.history})
+    return res, summary
