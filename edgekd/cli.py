@@ -79,6 +79,8 @@ def compress(
                   bench_iters=bench_iters, name=name or out.name,
                   teachers=_teachers(teacher, teacher_weights) if teacher or teacher_weights else None)
     r = run(cfg, tgt, out, overwrite)
+    if "bundle" not in r.results:  # a non-zero rank of a distributed run: rank 0 reports
+        return
     b = r.results["bundle"]
     print_table(b["rows"], f"edgekd compress -> {tgt.name} ({out})")
     typer.echo(f"bundle: {b['path']}  (tarball {b['tarball']}); recommended model: {b['manifest']['recommended']}")
@@ -111,6 +113,10 @@ def distill(
                   max_train_samples=max_train_samples, max_eval_samples=max_eval_samples,
                   teachers=_teachers(teacher, teacher_weights) if teacher else None)
     r = run(cfg, load_target("cpu-x86"), out, until="distill")
+    from edgekd.pipeline import rank
+
+    if rank() != 0:
+        return
     typer.echo(f"student: {r.results['distill']['path']} (test top-1 {r.results['distill']['test_top1']:.2f}%)")
 
 

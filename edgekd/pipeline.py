@@ -85,14 +85,33 @@ def prepare_run_dir(root: Path, overwrite: bool) -> None:
         raise ConfigError(f"--out {root} is not writable ({exc.strerror})") from exc
 
 
+def rank() -> int:
+    """This process's rank under torchrun / accelerate launch (0 when not distributed)."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def _wait_for(cache: Path, chain: str, poll_s: float = 2.0) -> Any:
+    """Other ranks wait (without a collective timeout) for rank 0 to finish a stage."""
+    import time
+
+    while True:
+        if cache.is_file():
+            saved = json.loads(cache.read_text())
+            if saved.get("hash") == chain:
+                return saved["result"]
+        time.sleep(poll_s)
+
+
 def run(cfg: RunConfig, target: Target, root: Path, overwrite: bool = False, until: str | None = None) -> Run:
     """Run the stages in order (up to ``until``), reusing cached results whose options did not change."""
     from edgekd.stages import preflight
 
     preflight(Run(cfg, target, root))
-    prepare_run_dir(root, overwrite)
-    (root / "run.json").write_text(json.dumps({"config": cfg.model_dump(mode="json"), "target": target.name},
-                                              indent=2))
+    main = rank() == 0
+    if main:
+        prepare_run_dir(root, overwrite)
+        (root / "run.json").write_text(json.dumps({"config": cfg.model_dump(mode="json"), "target": target.name},
+                                                  indent=2))
     r = Run(cfg, target, root)
     funcs = _stages()
     chain = ""
@@ -102,6 +121,11 @@ def run(cfg: RunConfig, target: Target, root: Path, overwrite: bool = False, unt
             opts["target"] = target.model_dump(mode="json")
         chain = hashlib.sha256((chain + name + json.dumps(opts, default=str, sort_keys=True)).encode()).hexdigest()
         cache = root / "stages" / f"{name}.json"
+        if not main and name != "distill":  # distributed run: rank 0 does everything but the training itself
+            if name != "teacher":
+                break
+            r.results[name] = _wait_for(cache, chain)
+            continue
         if cache.is_file():
             saved = json.loads(cache.read_text())
             if saved.get("hash") == chain:
@@ -110,6 +134,8 @@ def run(cfg: RunConfig, target: Target, root: Path, overwrite: bool = False, unt
                 continue
         console.rule(f"[bold]{name}")
         r.results[name] = funcs[name](r)
+        if not main:
+            break
         cache.parent.mkdir(exist_ok=True)
         tmp = cache.with_suffix(".tmp")
         tmp.write_text(json.dumps({"hash": chain, "result": r.results[name]}, indent=2))

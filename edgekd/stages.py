@@ -115,12 +115,15 @@ def distill(r: Run) -> dict:
     rep = report(predict(student, loader(data.test, data.preprocess, 256, shuffle=False)), data.test.labels,
                  data.classes)
     out = r.path("student", "student.safetensors")
+    from edgekd.pipeline import rank
+
     card = {"arch": cfg.student, "role": "student", "classes": data.classes, "data": data.name,
             "preprocess": data.preprocess.to_dict(), "test_top1": rep["top1"], "test_macro_f1": rep["macro_f1"],
             "per_class": rep["per_class"], "select_metric": cfg.select_metric, "best_val": res.best_val,
             "best_epoch": res.best_epoch, "stages": stages, "loss": cfg.loss,
             "params_m": sum(p.numel() for p in student.parameters()) / 1e6}
-    save_checkpoint(student, out, card)
+    if rank() == 0:
+        save_checkpoint(student, out, card)
     console.print(f"student {cfg.student}: test top-1 {rep['top1']:.2f}%, macro-F1 {rep['macro_f1']:.2f} "
                   f"(best val {cfg.select_metric} {res.best_val:.2f} at epoch {res.best_epoch})")
     return {"path": str(out), **{k: v for k, v in card.items() if k not in ("stages", "per_class")}}

@@ -252,3 +252,20 @@ def test_cifar10_resnet56_checkpoint_loads_as_edgekd_arch_and_matches_its_onnx()
     sess = ort.InferenceSession(str(SHARED_DATA / "teachers" / "cifar10_resnet56.onnx"))
     with torch.no_grad():
         assert np.abs(model(torch.from_numpy(x)).numpy() - sess.run(None, {"input": x})[0]).max() < 1e-3
+
+
+def test_two_process_data_parallel_distillation_on_cpu(tmp_path):
+    """The same command under torchrun (2 CPU processes, gloo): rank 0 runs the teacher stage and writes,
+    both ranks train their shard of each batch in DDP."""
+    torchrun = ROOT / ".venv" / "bin" / "torchrun"
+    if not torchrun.is_file():
+        pytest.skip("torchrun not in .venv")
+    (tmp_path / "r.yaml").write_text(TINY + "lr: 0.002\n")
+    res = subprocess.run([str(torchrun), "--nproc_per_node", "2", "-m", "edgekd", "distill", "--recipe",
+                          str(tmp_path / "r.yaml"), "--epochs", "2", "--out", str(tmp_path / "run")],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stderr.count("distill cifar_resnet20 epoch 2:") == 2  # both ranks trained
+    assert res.stdout.count("student:") == 1  # rank 0 reports
+    card = json.loads((tmp_path / "run" / "student" / "student.json").read_text())
+    assert len(card["stages"][0]["history"]) == 2

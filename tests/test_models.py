@@ -75,3 +75,17 @@ def test_shipped_teacher_loads_and_knows_shapes10():
     assert acc > 75, acc
     assert (MODELS_DIR / "shapes10-mobilevit_s.md").is_file()
     assert np.isfinite(acc)
+
+
+@pytest.mark.parametrize("name", ["mobilevit_xxs", "mobilevit_xs", "mobilevit_s", "efficientnet_b0",
+                                  "efficientnet_lite0", "mobilenetv3_small_100", "cifar_resnet56"])
+def test_supported_students_build_and_run_at_small_inputs(name):
+    """Every student the docs name builds for the data's class count and runs at 32 and 64 px inputs."""
+    import torch
+
+    from edgekd.models.factory import create_timm
+
+    model = create_timm(name, 7).eval()
+    with torch.no_grad():
+        for side in (32, 64):
+            assert model(torch.zeros(2, 3, side, side)).shape == (2, 7)

@@ -169,7 +169,10 @@ def fit(model: nn.Module, train_dl: DataLoader, val_dl: DataLoader, loss_fn: nn.
     opt = _optimizer(list(model.parameters()) + list(loss_fn.parameters()), settings)
     if acc.num_processes > 1:
         train_dl = acc.prepare(train_dl)
-    model, loss_fn, opt = acc.prepare(model, loss_fn, opt)
+    if any(p.requires_grad for p in loss_fn.parameters()):  # adapters train (and sync) with the student
+        model, loss_fn, opt = acc.prepare(model, loss_fn, opt)
+    else:
+        model, opt = acc.prepare(model, opt)
     steps = settings.epochs * len(train_dl)
     warm = min(max(1, int(settings.warmup_epochs * len(train_dl))), max(1, steps // 2))
 
@@ -234,9 +237,11 @@ def fit(model: nn.Module, train_dl: DataLoader, val_dl: DataLoader, loss_fn: nn.
         parts = {k: round(v, 4) for k, v in getattr(raw_loss, "parts", {}).items()}
         result.history.append({"epoch": epoch + 1, "loss": total / count, f"val_{settings.select_metric}": val,
                                "parts": parts, "train_seconds": round(train_s, 2)})
-        if acc.is_main_process:
-            if val > result.best_val:
-                result.best_val, result.best_epoch = val, epoch + 1
+        improved = val > result.best_val
+        if improved:
+            result.best_val, result.best_epoch = val, epoch + 1
+        if acc.is_main_process:  # every rank holds the same weights (DDP); rank 0 writes
+            if improved:
                 _atomic_save({k: v.detach().cpu().clone() for k, v in raw.state_dict().items()}, best_path)
             _atomic_save({"model": raw.state_dict(), "loss": raw_loss.state_dict(), "opt": opt.state_dict(),
                           "sched": sched.state_dict(), "rng": torch.get_rng_state(), "epoch": epoch,
