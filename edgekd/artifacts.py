@@ -46,7 +46,8 @@ class ParityResult:
 
 @dataclass(frozen=True)
 class LatencyResult:
-    """Batch-1 latency of one model in one runtime on this machine (measured, never estimated)."""
+    """Batch-1 latency of one model in one runtime: measured on this machine, or, for a device that is not
+    attached, ``estimated`` (the method, e.g. "roofline on jetson-orin-nano"; never presented as measured)."""
 
     model: str
     runtime: str
@@ -60,6 +61,7 @@ class LatencyResult:
     mean_ms: float
     fps: float
     size_mb: float
+    estimated: str | None = None
 
 
 def to_json(obj: Any) -> Any:

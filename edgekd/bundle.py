@@ -42,18 +42,33 @@ def write_bundle(r) -> dict:
     tmp.mkdir()
     lat = {b["model"]: b for b in res["bench"]}
     models = []
+    h, w = r.data.preprocess.size
     for d in chosen:
         key = f"{d['format']}-{d['precision']}"
         for f in d["files"]:
             shutil.copy2(f, tmp / Path(f).name)
-        models.append({"file": Path(d["path"]).name, "format": d["format"], "precision": d["precision"],
-                       "runtime": {"onnx": "onnxruntime", "openvino": "openvino"}[d["format"]],
-                       "p50_ms": lat[key]["p50_ms"], "fps": lat[key]["fps"],
-                       "top1": next(m["metric"] for m in res["verify"]["models"] if m["model"] == key)})
+        entry = {"file": Path(d["path"]).name, "format": d["format"], "precision": d["precision"],
+                 "runtime": {"onnx": "onnxruntime", "openvino": "openvino"}[d["format"]],
+                 "p50_ms": lat[key]["p50_ms"], "fps": lat[key]["fps"], "latency": "measured on the build machine",
+                 "top1": next(m["metric"] for m in res["verify"]["models"] if m["model"] == key)}
+        if d["format"] == "onnx" and "tensorrt" in target.formats:
+            from edgekd.export.tensorrt import build_script
+            from edgekd.targets import TensorRTSettings
+
+            script = build_script(entry["file"], (3, h, w), target.tensorrt or TensorRTSettings(),
+                                  int8=d["precision"] == "int8")
+            (tmp / "build_engine.sh").write_text(script)
+            (tmp / "build_engine.sh").chmod(0o755)
+            est = lat.get(f"{key}@{target.name}")
+            entry.update(runtime="tensorrt", engine=Path(entry["file"]).with_suffix(".engine").name,
+                         build="sh build_engine.sh", host_p50_ms=entry["p50_ms"],
+                         top1_measured_with="onnxruntime on the build machine's CPU (stand-in for TensorRT)")
+            if est:
+                entry.update(p50_ms=est["p50_ms"], fps=est["fps"], latency=f"estimated: {est['estimated']}")
+        models.append(entry)
     models.sort(key=lambda m: m["p50_ms"])
     rows = results_rows(res)
     (tmp / "report.md").write_text(_report(r, rows, markdown_table(rows)))
-    h, w = r.data.preprocess.size
     versions = tool_versions()
     manifest: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,

@@ -12,14 +12,15 @@ def results_rows(results: dict[str, Any]) -> list[dict]:
     passed = {m["model"]: m["passed"] for m in ver["models"]}
     rows = []
     for b in results["bench"]:
-        key = b["model"]
+        key = b["model"].split("@")[0]
         if key.startswith("teacher"):
             name, top1, ok = f"teacher {results['teacher']['arch']}", ver["teacher_top1"], None
         elif key == "student-torch":
             name, top1, ok = f"student {results['distill']['arch']}", ver["student_top1"], None
         else:
             name, top1, ok = f"student {results['distill']['arch']}", acc.get(key), passed.get(key)
-        rows.append({"model": name, "format": key, "runtime": b["runtime"], "precision": b["precision"],
+        runtime = b["runtime"] + (f" on {b['model'].split('@')[1]} (estimated)" if b.get("estimated") else "")
+        rows.append({"model": name, "format": key, "runtime": runtime, "precision": b["precision"],
                      "executed": b["executed_precision"], "top1": top1, "p50_ms": b["p50_ms"],
                      "p90_ms": b["p90_ms"], "p99_ms": b["p99_ms"], "fps": b["fps"], "size_mb": b["size_mb"],
                      "parity": {None: "reference", True: "pass", False: "FAIL"}[ok]})

@@ -143,6 +143,17 @@ def export(r: Run) -> list[dict]:
     onnx_path = export_torch(model, torch.zeros(1, 3, h, w), r.path("export", "student-fp32.onnx"), meta)
     out = []
     for fmt in r.target.formats:
+        if fmt == "tensorrt":
+            from edgekd.export import tensorrt
+
+            if not tensorrt.available():
+                console.print("tensorrt: not importable here; engines are built on the device from the ONNX "
+                              "(the bundle carries build_engine.sh)")
+                continue
+            exp = tensorrt.TensorRTExporter(r.target.tensorrt).export(onnx_path, onnx_path.parent, "student-fp16")
+            console.print(f"exported {exp.key}: {exp.path} ({exp.size_mb():.2f} MB)")
+            out.append(to_json(exp))
+            continue
         exp = get_exporter(fmt).export(onnx_path, r.path("export", "x").parent, "student-fp32")
         console.print(f"exported {exp.key}: {exp.path} ({exp.size_mb():.2f} MB)")
         out.append(to_json(exp))
@@ -157,11 +168,25 @@ def quantize(r: Run) -> list[dict]:
         return []
     calib, _ = _inputs(r, "train", r.cfg.calib_samples)
     transformer = "vit" in r.cfg.student or "former" in r.cfg.student
+    preset = r.target.quant_preset or r.cfg.quant_preset
     out = []
     for d in r.results["export"]:
         fp32 = from_json(ExportedModel, d)
-        exp = ptq(fp32, calib, r.path("export", "x").parent, "student-int8", r.cfg.quant_preset, transformer)
-        console.print(f"quantized {exp.key}: {exp.path} ({exp.size_mb():.2f} MB)")
+        if fp32.format not in ("onnx", "openvino"):
+            continue
+        exp = ptq(fp32, calib, r.path("export", "x").parent, "student-int8", preset, transformer)
+        console.print(f"quantized {exp.key} (preset {preset}): {exp.path} ({exp.size_mb():.2f} MB)")
+        if exp.format == "onnx" and "tensorrt" in r.target.formats:
+            from edgekd.errors import BackendError
+            from edgekd.export.tensorrt import check_onnx, to_symmetric_int8
+
+            n = to_symmetric_int8(Path(exp.path), Path(exp.path))
+            console.print(f"rewrote {n} uint8 Q/DQ nodes as symmetric int8 (TensorRT's explicit quantization)")
+            rep = check_onnx(Path(exp.path))
+            if not rep.ok:
+                raise BackendError(f"{exp.path} is not valid for TensorRT's explicit quantization: {rep.problems[0]}")
+            console.print(f"TensorRT Q/DQ check passed: {rep.quantize_nodes} QuantizeLinear, "
+                          f"{rep.per_channel_weights} per-channel weights, symmetric int8")
         out.append(to_json(exp))
     return out
 
@@ -228,8 +253,33 @@ def bench(r: Run) -> list[dict]:
     out.append(to_json(bench_torch(model, x, "student-torch", th, path.stat().st_size / 1e6, warm, iters)))
     for d in r.results["export"] + r.results["quantize"]:
         exp = from_json(ExportedModel, d)
+        if exp.format not in RUNTIME_OF_FORMAT:
+            continue
         with runtime_for(exp.path, RUNTIME_OF_FORMAT[exp.format], th, r.target.openvino_inference_precision) as rt:
             res = bench_runtime(rt, x, exp.key, exp.precision, th, exp.size_mb(), cfg.bench_warmup, cfg.bench_iters)
+        out.append(to_json(res))
+    if r.target.estimate is not None:
+        out += _estimates(r)
+    return out
+
+
+def _estimates(r: Run) -> list[dict]:
+    """Roofline latency on the target device for each ONNX export (fp32 runs as fp16 in TensorRT)."""
+    from edgekd.artifacts import LatencyResult
+    from edgekd.bench.estimate import graph_cost, roofline_ms
+
+    out = []
+    for d in r.results["export"] + r.results["quantize"]:
+        exp = from_json(ExportedModel, d)
+        if exp.format != "onnx":
+            continue
+        prec = "int8" if exp.precision == "int8" else "fp16"
+        ms = roofline_ms(graph_cost(Path(exp.path)), r.target.estimate, prec)
+        method = f"roofline on {r.target.name} ({r.target.estimate.calibration})"
+        res = LatencyResult(f"{exp.key}@{r.target.name}", "tensorrt", exp.precision, prec, 0, 0, ms, ms, ms, ms,
+                            1000 / ms, exp.size_mb(), estimated=method)
+        console.print(f"estimated {res.model}: {ms:.2f} ms ({1000 / ms:.0f} FPS) at {prec} [yellow]estimated[/]: "
+                      f"roofline from the graph's MACs and bytes, not measured")
         out.append(to_json(res))
     return out
 

@@ -35,6 +35,27 @@ class PowerModel(_Strict):
     source: str
 
 
+class DeviceModel(_Strict):
+    """Peak figures of a device that is not attached, for roofline latency estimates (labelled ``estimated``)."""
+
+    peak_int8_tops: float = Field(gt=0, description="dense INT8 tera-ops/s of the engine that runs the model")
+    peak_fp16_tflops: float = Field(gt=0, description="dense FP16 tera-FLOP/s")
+    memory_bandwidth_gbs: float = Field(gt=0)
+    efficiency: float = Field(gt=0, le=1, description="fraction of peak compute reached at batch 1 (calibrated)")
+    calibration: str = Field(description="the published figure the efficiency was fitted to")
+    source: str
+
+
+class TensorRTSettings(_Strict):
+    """How the engine is built on the device (trtexec / TensorRT builder)."""
+
+    workspace_mb: PositiveInt = 1024
+    fp16: bool = True
+    max_batch: PositiveInt = 8
+    dla_core: int | None = Field(default=None, ge=0, description="run on this DLA core (GPU fallback on)")
+    timing_cache: str = "timing.cache"
+
+
 class Target(_Strict):
     """A deployment device and what edgekd should produce for it."""
 
@@ -53,6 +74,10 @@ class Target(_Strict):
     )
     parity: dict[Precision, ParityThresholds]
     power: PowerModel | None = None
+    quant_preset: Literal["performance", "mixed"] | None = Field(
+        default=None, description="overrides the recipe's; TensorRT needs symmetric int8 (performance)")
+    estimate: DeviceModel | None = None
+    tensorrt: TensorRTSettings | None = None
 
 
 def targets_dir() -> Path:

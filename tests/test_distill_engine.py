@@ -269,3 +269,18 @@ def test_two_process_data_parallel_distillation_on_cpu(tmp_path):
     assert res.stdout.count("student:") == 1  # rank 0 reports
     card = json.loads((tmp_path / "run" / "student" / "student.json").read_text())
     assert len(card["stages"][0]["history"]) == 2
+
+
+@pytest.mark.slow
+def test_compress_with_an_onnx_teacher_end_to_end(tmp_path, relaxed_target):
+    """Every later stage (verify, bench, bundle) copes with a black-box teacher."""
+    onnx = onnx_classifier(tmp_path / "t.onnx", 10)
+    (tmp_path / "r.yaml").write_text(TINY + "calib_samples: 16\nverify_samples: 32\nbench_iters: 5\n"
+                                            "bench_warmup: 1\n")
+    res = edgekd("compress", "--recipe", tmp_path / "r.yaml", "--teacher", f"onnx:{onnx}", "--target",
+                 relaxed_target, "--out", tmp_path / "run")
+    assert res.returncode == 0, res.stderr[-3000:]
+    manifest = json.loads((tmp_path / "run" / "bundle" / "manifest.json").read_text())
+    assert manifest["teacher"]["arch"] == "t.onnx"
+    bench = json.loads((tmp_path / "run" / "stages" / "bench.json").read_text())["result"]
+    assert bench[0]["model"] == "teacher-onnxruntime"
