@@ -139,3 +139,28 @@ def verify_bundle_dir(path: Path) -> dict:
         if sha256(f) != digest:
             raise ConfigError(f"{path}: {name} does not match its sha256 in the manifest (tampered or truncated)")
     return manifest
+
+
+def safe_extract(tarball: Path, dest: Path) -> Path:
+    """Extract a bundle tarball into ``dest`` and return the bundle folder inside it.
+
+    Refuses (before writing anything) members with absolute paths or ``..``, links, devices and FIFOs: a
+    tarball from elsewhere must not write outside ``dest`` (tar-slip).
+    """
+    try:
+        tf = tarfile.open(tarball, "r:*")
+    except (tarfile.TarError, OSError) as exc:
+        raise ConfigError(f"{tarball}: not a readable tar archive ({exc})") from exc
+    with tf:
+        members = tf.getmembers()
+        for m in members:
+            p = Path(m.name)
+            if p.is_absolute() or ".." in p.parts:
+                raise ConfigError(f"{tarball}: refused: member {m.name!r} would be written outside the bundle")
+            if not (m.isfile() or m.isdir()):
+                raise ConfigError(f"{tarball}: refused: member {m.name!r} is a link or special file")
+        tf.extractall(dest, members=members, filter="data")
+    tops = {Path(m.name).parts[0] for m in members if Path(m.name).parts}
+    if len(tops) == 1 and (dest / next(iter(tops))).is_dir():
+        return dest / next(iter(tops))
+    return dest

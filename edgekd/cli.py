@@ -253,11 +253,16 @@ def layers(
 
 
 @app.command("verify-bundle")
-def verify_bundle(path: Path = typer.Argument(..., help="Bundle folder.")) -> None:
-    """Check a bundle's manifest and the sha256 of every file."""
-    from edgekd.bundle import verify_bundle_dir
+def verify_bundle(path: Path = typer.Argument(..., help="Bundle folder or its .tar.gz.")) -> None:
+    """Check a bundle's manifest and the sha256 of every file (a tarball is extracted safely first)."""
+    import tempfile
 
-    m = verify_bundle_dir(path)
+    from edgekd.bundle import safe_extract, verify_bundle_dir
+
+    if not path.exists():
+        raise ConfigError(f"bundle {path} does not exist")
+    with tempfile.TemporaryDirectory(prefix="edgekd-bundle-") as tmp:
+        m = verify_bundle_dir(safe_extract(path, Path(tmp)) if path.is_file() else path)
     typer.echo(f"{path}: {len(m['files'])} files match manifest schema {m['schema_version']} (target {m['target']})")
 
 

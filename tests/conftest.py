@@ -1,4 +1,6 @@
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,3 +26,34 @@ def relaxed_target(tmp_path) -> Path:
     p = tmp_path / "cpu-x86-test.yaml"
     p.write_text(yaml.safe_dump(raw))
     return p
+
+
+TINY = """
+teacher_arch: resnet10t
+teacher_epochs: 1
+epochs: 1
+max_train_samples: 128
+max_eval_samples: 64
+calib_samples: 16
+verify_samples: 64
+bench_iters: 10
+bench_warmup: 2
+"""
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    import yaml
+
+    tmp = tmp_path_factory.mktemp("run")
+    raw = yaml.safe_load((ROOT / "targets" / "cpu-x86.yaml").read_text())
+    raw["parity"]["int8"] = {"min_top1_agreement": 0.0, "max_metric_drop": 100.0}
+    (tmp / "t.yaml").write_text(yaml.safe_dump(raw))
+    (tmp / "tiny.yaml").write_text(TINY)
+    out = tmp / "runs" / "tiny"
+    cmd = [sys.executable, "-m", "edgekd", "compress", "--target", str(tmp / "t.yaml"), "--recipe",
+           str(tmp / "tiny.yaml"), "--out", str(out)]
+    first = subprocess.run(cmd, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = subprocess.run(cmd, capture_output=True, text=True)
+    return {"out": out, "first": first, "second": second, "cmd": cmd}

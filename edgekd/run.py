@@ -1,0 +1,138 @@
+"""The on-device runner: classify images with a bundle, or time it. Needs numpy, Pillow and the bundle's runtime
+(onnxruntime or openvino); never torch or timm.
+
+    python -m edgekd.run BUNDLE image.jpg [more.jpg ...] [--top 3] [--json]
+    python -m edgekd.run BUNDLE --bench [--iters 200]
+
+BUNDLE is the bundle folder or its .tar.gz (extracted safely to a temporary folder). Every file is checked
+against the manifest's sha256 first. Preprocessing comes from the manifest, so it is exactly what training used.
+On a Jetson, ONNX Runtime's TensorRT / CUDA execution providers are used when installed (engines from
+build_engine.sh are for trtexec and TensorRT applications).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edgekd.bundle import safe_extract, verify_bundle_dir
+from edgekd.errors import ConfigError, DataError, EdgeKDError
+from edgekd.preprocess import Preprocess, load_image
+
+
+def open_model(bundle: Path, manifest: dict, name: str | None, threads: int):
+    """The runtime for the bundle's recommended model (or ``name``)."""
+    files = {m["file"]: m for m in manifest["models"]}
+    name = name or manifest["recommended"]
+    if name not in files:
+        raise ConfigError(f"{bundle}: no model {name!r}; the bundle has {', '.join(files)}")
+    entry, path = files[name], bundle / name
+    if entry["format"] == "openvino":
+        from edgekd.runtimes.openvino import OvRuntime
+
+        return OvRuntime(path, threads, "f32"), entry
+    from edgekd.runtimes.onnxruntime import OrtRuntime
+
+    providers = None
+    if entry.get("runtime") == "tensorrt":
+        import onnxruntime as ort
+
+        avail = ort.get_available_providers()
+        providers = [p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider") if p in avail] or None
+        if providers:
+            providers.append("CPUExecutionProvider")
+    return OrtRuntime(path, threads, providers), entry
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def classify(rt, pre: Preprocess, labels: list[str], images: list[Path], top: int) -> list[dict]:
+    out = []
+    for path in images:
+        try:
+            img = load_image(path)
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{path}: not a readable image ({exc})") from exc
+        p = softmax(rt(pre(img)[None]))[0]
+        best = np.argsort(-p)[:top]
+        out.append({"image": str(path), "label": labels[best[0]],
+                    "top": [{"label": labels[i], "p": round(float(p[i]), 5)} for i in best]})
+    return out
+
+
+def bench(rt, pre: Preprocess, iters: int, warmup: int = 10) -> dict:
+    x = np.random.default_rng(0).random((1, 3, *pre.size), dtype=np.float32)
+    for _ in range(warmup):
+        rt(x)
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        rt(x)
+        times.append((time.perf_counter() - t0) * 1e3)
+    p50 = float(np.median(times))
+    return {"iterations": iters, "p50_ms": p50, "p90_ms": float(np.percentile(times, 90)), "fps": 1000 / p50}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m edgekd.run", description=__doc__.splitlines()[0])
+    ap.add_argument("bundle", type=Path)
+    ap.add_argument("images", type=Path, nargs="*")
+    ap.add_argument("--model", help="model file in the bundle (default: the manifest's recommended one)")
+    ap.add_argument("--top", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=0, help="0: all cores")
+    ap.add_argument("--bench", action="store_true", help="time batch-1 inference instead of classifying")
+    ap.add_argument("--iters", type=int, default=200)
+    ap.add_argument("--json", action="store_true", help="print JSON")
+    ap.add_argument("--debug", action="store_true", help="show tracebacks")
+    args = ap.parse_args(argv)
+    try:
+        with tempfile.TemporaryDirectory(prefix="edgekd-bundle-") as tmp:
+            bundle = args.bundle
+            if not bundle.exists():
+                raise ConfigError(f"bundle {bundle} does not exist")
+            if bundle.is_file():
+                bundle = safe_extract(bundle, Path(tmp))
+            manifest = verify_bundle_dir(bundle)
+            if not args.bench and not args.images:
+                raise ConfigError("give image files to classify, or --bench")
+            import os
+
+            threads = args.threads or os.cpu_count() or 1
+            rt, entry = open_model(bundle, manifest, args.model, threads)
+            pre = Preprocess.from_dict(manifest["preprocess"])
+            with rt:
+                if args.bench:
+                    res = {"model": entry["file"], "runtime": rt.name, "threads": threads,
+                           **bench(rt, pre, args.iters)}
+                    print(json.dumps(res) if args.json else
+                          f"{entry['file']} ({rt.name}, {threads} threads): p50 {res['p50_ms']:.2f} ms, "
+                          f"{res['fps']:.1f} FPS")
+                    return 0
+                results = classify(rt, pre, manifest["labels"], args.images, max(1, args.top))
+            for r in results:
+                tops = ", ".join(f"{t['label']} {t['p']:.3f}" for t in r["top"])
+                print(json.dumps(r) if args.json else f"{r['image']}: {r['label']}  ({tops})")
+            return 0
+    except EdgeKDError as exc:
+        if args.debug:
+            raise
+        print(f"edgekd.run: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except Exception as exc:  # noqa: BLE001 - one line unless --debug
+        if args.debug:
+            raise
+        print(f"edgekd.run: internal error: {type(exc).__name__}: {exc} (rerun with --debug)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

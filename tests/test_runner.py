@@ -1,0 +1,112 @@
+"""The on-device runner (`python -m edgekd.run`, no torch) and safe bundle extraction."""
+
+import io
+import json
+import shutil
+import subprocess
+import sys
+import tarfile
+
+import numpy as np
+import pytest
+
+from edgekd.bundle import safe_extract
+from edgekd.errors import ConfigError
+
+NO_TORCH = ("import sys, runpy; sys.modules.update(torch=None, timm=None, nncf=None, torchvision=None); "
+            "sys.argv = ['edgekd.run'] + sys.argv[1:]; runpy.run_module('edgekd.run', run_name='__main__')")
+
+
+def runner(*args):
+    return subprocess.run([sys.executable, "-c", NO_TORCH, *map(str, args)], capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def fp32_bundle(tiny_run, tmp_path_factory):
+    """The tiny run re-bundled at FP32 (teacher and student reused), so runner and PyTorch must agree exactly."""
+    import yaml
+
+    tmp = tmp_path_factory.mktemp("fp32")
+    run = tmp / "runs" / "tiny"
+    shutil.copytree(tiny_run["out"], run)
+    raw = yaml.safe_load((tiny_run["out"].parent.parent / "t.yaml").read_text())
+    raw.update(name="cpu-x86-fp32", precisions=["fp32"], bundle_precision="fp32")
+    (tmp / "t.yaml").write_text(yaml.safe_dump(raw))
+    cmd = [*tiny_run["cmd"][:4], "--target", str(tmp / "t.yaml"), *tiny_run["cmd"][6:9], str(run)]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "teacher: reused" in res.stderr and "distill: reused" in res.stderr
+    return run
+
+
+@pytest.mark.slow
+def test_runner_and_pytorch_agree_from_jpeg_files_on_disk(fp32_bundle, tmp_path):
+    import torch
+    from PIL import Image
+
+    from edgekd.data import load_data
+    from edgekd.models.factory import load_checkpoint
+    from edgekd.preprocess import Preprocess, load_image
+
+    data = load_data("builtin:shapes10", max_eval=12)
+    files = []
+    for i in range(len(data.test)):
+        files.append(tmp_path / f"img{i}.jpg")
+        Image.fromarray(data.test.image(i)).save(files[-1], quality=90)
+    res = runner(fp32_bundle / "tiny.tar.gz", *files, "--json", "--top", "10")
+    assert res.returncode == 0, res.stderr
+    out = [json.loads(line) for line in res.stdout.splitlines()]
+    model, card = load_checkpoint(fp32_bundle / "student" / "student.safetensors")
+    pre = Preprocess.from_dict(card["preprocess"])
+    with torch.no_grad():
+        logits = model(torch.from_numpy(np.stack([pre(load_image(f)) for f in files]))).numpy()
+    probs = np.exp(logits - logits.max(1, keepdims=True))
+    probs /= probs.sum(1, keepdims=True)
+    for r, p in zip(out, probs, strict=True):
+        assert r["label"] == card["classes"][int(p.argmax())]
+        assert r["top"][0]["p"] == pytest.approx(float(p.max()), abs=1e-4)
+
+
+@pytest.mark.slow
+def test_runner_benches_and_refuses_bad_input(tiny_run, tmp_path):
+    b = tiny_run["out"] / "bundle"
+    res = runner(b, "--bench", "--iters", "5", "--json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["fps"] > 0
+    for args, code, text in [((tmp_path / "nope",), 2, "does not exist"),
+                             ((b,), 2, "give image files"),
+                             ((b, tmp_path / "missing.jpg"), 3, "not a readable image"),
+                             ((b, "--model", "x.onnx", "--bench"), 2, "no model 'x.onnx'")]:
+        res = runner(*args)
+        assert res.returncode == code and text in res.stderr and "Traceback" not in res.stderr, res.stderr
+
+
+def _tar(path, members):
+    with tarfile.open(path, "w:gz") as tf:
+        for info, data in members:
+            tf.addfile(info, io.BytesIO(data) if data is not None else None)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["dotdot", "absolute", "symlink", "hardlink", "device"])
+def test_tar_slip_and_special_members_are_refused_before_anything_is_written(tmp_path, kind):
+    evil = tarfile.TarInfo({"dotdot": "b/../../evil.txt", "absolute": "/tmp/evil.txt"}.get(kind, "b/x"))
+    data = b"x"
+    if kind in ("dotdot", "absolute"):
+        evil.size = 1
+    elif kind == "symlink":
+        evil.type, evil.linkname, data = tarfile.SYMTYPE, "/etc/passwd", None
+    elif kind == "hardlink":
+        evil.type, evil.linkname, data = tarfile.LNKTYPE, "b/ok.txt", None
+    else:
+        evil.type, data = tarfile.CHRTYPE, None
+    ok = tarfile.TarInfo("b/ok.txt")
+    ok.size = 1
+    tb = _tar(tmp_path / "b.tar.gz", [(ok, b"o"), (evil, data)])
+    dest = tmp_path / "out"
+    dest.mkdir()
+    with pytest.raises(ConfigError, match="refused"):
+        safe_extract(tb, dest)
+    assert not any(dest.iterdir()) and not (tmp_path / "evil.txt").exists()
+    res = subprocess.run([sys.executable, "-m", "edgekd", "verify-bundle", str(tb)], capture_output=True, text=True)
+    assert res.returncode == 2 and "refused" in res.stderr and "Traceback" not in res.stderr
