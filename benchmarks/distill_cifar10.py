@@ -4,7 +4,7 @@ teacher (83.2%, run as an ONNX black box), through the pipeline's own teacher an
 Runs, same student, epochs, optimiser and seed (recipe models/cifar10-resnet56.yaml):
   (a) labels only (cross-entropy), fully random pad-crop + flip augmentation
   (b) Hinton KD, T=4, alpha=0.9, teacher logits cached for 8 fixed views (4 crops x 2 flips)
-  (c) DKD (alpha=1, beta=8, T=4) + CE, same cached views
+  (c) DKD (alpha=1, beta=8, T=4; its weight ramped up over 5 epochs, as DKD's authors warm it up) + CE
   (d) two teachers: ResNet-56 (ONNX) + the labels-only student of (a) as a second, weaker PyTorch teacher,
       multi_teacher with per-sample entropy weighting
 
@@ -23,7 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPE = ROOT / "models" / "cifar10-resnet56.yaml"
-NAMES = {"a": "labels only (CE)", "b": "kd (T=4, alpha=0.9)", "c": "dkd (alpha=1, beta=8) + CE",
+NAMES = {"a": "labels only (CE)", "b": "kd (T=4, alpha=0.9)", "c": "dkd (alpha=1, beta=8, 5-epoch ramp) + CE",
          "d": "multi_teacher: ResNet-56 + CE student, entropy-weighted"}
 
 
@@ -33,7 +33,8 @@ def overrides(run: str, work: Path, seed: int) -> dict:
     if run == "b":
         return {"loss": "kd"}
     if run == "c":
-        return {"losses": [{"name": "dkd", "alpha": 1.0, "beta": 8.0, "temperature": 4.0, "ce_weight": 1.0}]}
+        return {"losses": [{"name": "dkd", "alpha": 1.0, "beta": 8.0, "temperature": 4.0, "ce_weight": 1.0,
+                            "ramp_epochs": 5}]}
     second = work / f"a-s{seed}" / "student" / "student.safetensors"
     if not second.is_file():
         raise SystemExit(f"run (d) needs run (a) of seed {seed} first ({second})")

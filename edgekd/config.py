@@ -30,6 +30,7 @@ class LossTerm(BaseModel):
 
     name: str
     weight: float = Field(default=1.0, ge=0)
+    ramp_epochs: float = Field(default=0.0, ge=0, description="weight rises linearly from 0 over these epochs")
 
     @property
     def params(self) -> dict:

@@ -31,6 +31,9 @@ class Run:
     target: Target
     root: Path
     results: dict[str, Any] = field(default_factory=dict)
+    # the running stage's option hash: training folders are named by it, so a killed run resumes its own
+    # checkpoints while a changed config never picks up another config's
+    stage_key: str = "0"
 
     @cached_property
     def data(self):
@@ -133,6 +136,7 @@ def run(cfg: RunConfig, target: Target, root: Path, overwrite: bool = False, unt
                 r.results[name] = saved["result"]
                 continue
         console.rule(f"[bold]{name}")
+        r.stage_key = chain[:12]
         r.results[name] = funcs[name](r)
         if not main:
             break

@@ -79,7 +79,8 @@ def teacher(r: Run) -> dict:
         else:
             recipe = TeacherRecipe(arch=value, epochs=cfg.teacher_epochs, seed=cfg.seed)
             out = r.path("teacher", f"teacher{i}.safetensors")
-            _, card = build_teacher(r.data, recipe, spec.weights, r.path("teacher", f"train{i}"), out, view=view)
+            work = r.path("teacher", f"train{i}-{r.stage_key}")
+            _, card = build_teacher(r.data, recipe, spec.weights, work, out, view=view)
             card = {"path": str(out), **card}
         card["weight"] = spec.weight
         cards.append(card)
@@ -90,7 +91,7 @@ def teacher(r: Run) -> dict:
             shipped = MODELS_DIR / SHIPPED_TEACHERS[(cfg.data, cfg.teacher_arch)]
             weights = shipped if shipped.is_file() else None
         out = r.path("teacher", "teacher0.safetensors")
-        _, card = build_teacher(r.data, recipe, weights, r.path("teacher", "train0"), out)
+        _, card = build_teacher(r.data, recipe, weights, r.path("teacher", f"train0-{r.stage_key}"), out)
         if weights is not None:
             card["how"] = f"shipped with edgekd: models/{weights.name}"
         cards.append({"path": str(out), **card, "weight": 1.0})
@@ -111,7 +112,8 @@ def distill(r: Run) -> dict:
 
     cfg, data = r.cfg, r.data
     student = create_timm(cfg.student, len(data.classes))
-    res, stages = distill_student(student, data, cfg, r.results["teacher"]["teachers"], r.path("student", "train"))
+    res, stages = distill_student(student, data, cfg, r.results["teacher"]["teachers"],
+                                  r.path("student", f"train-{r.stage_key}"))
     rep = report(predict(student, loader(data.test, data.preprocess, 256, shuffle=False)), data.test.labels,
                  data.classes)
     out = r.path("student", "student.safetensors")

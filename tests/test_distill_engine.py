@@ -284,3 +284,15 @@ def test_compress_with_an_onnx_teacher_end_to_end(tmp_path, relaxed_target):
     assert manifest["teacher"]["arch"] == "t.onnx"
     bench = json.loads((tmp_path / "run" / "stages" / "bench.json").read_text())["result"]
     assert bench[0]["model"] == "teacher-onnxruntime"
+
+
+def test_a_changed_loss_retrains_instead_of_reusing_old_checkpoints(tmp_path, torch_teacher):
+    base = TINY + f"teachers: [{{spec: 'edgekd:cifar_resnet20', weights: {torch_teacher}}}]\n"
+    (tmp_path / "ce.yaml").write_text(base + "loss: ce\n")
+    (tmp_path / "kd.yaml").write_text(base + "loss: kd\n")
+    for name in ("ce", "kd"):
+        res = edgekd("distill", "--recipe", tmp_path / f"{name}.yaml", "--out", tmp_path / "run")
+        assert res.returncode == 0, res.stderr[-3000:]
+        card = json.loads((tmp_path / "run" / "student" / "student.json").read_text())
+        assert set(card["stages"][0]["history"][0]["parts"]) == {name}
+        assert "finished earlier" not in res.stderr

@@ -191,3 +191,13 @@ def test_feature_tap_missing_layer_is_one_clear_error():
     tap = FeatureTap(net, ["0"], ["auto"], "student")
     net(torch.randn(1, 3, 2, 2))
     assert tap.maps()[0].shape == (1, 4, 2, 2)
+
+
+def test_loss_mix_ramps_a_term_in_over_epochs():
+    s, t, y = torch.randn(3, 4), torch.randn(3, 4), torch.tensor([0, 1, 2])
+    kd, ce = build_loss("kd", alpha=1.0), build_loss("ce")
+    mix = LossMix([("kd", 2.0, kd), ("ce", 1.0, ce)], ramps=[4.0, 0.0])
+    b = batch(s, y, t)
+    for epoch, f in [(0.0, 0.0), (1.0, 0.25), (4.0, 1.0), (9.0, 1.0)]:
+        mix.epoch = epoch
+        assert mix(b).item() == pytest.approx(2.0 * f * kd(b).item() + ce(b).item(), rel=1e-6)

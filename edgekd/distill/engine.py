@@ -23,7 +23,8 @@ from edgekd.progress import console
 
 
 def build_mix(stage: StageSpec) -> LossMix:
-    return LossMix([(t.name, t.weight, build_loss(t.name, **t.params)) for t in stage.losses])
+    return LossMix([(t.name, t.weight, build_loss(t.name, **t.params)) for t in stage.losses],
+                   [t.ramp_epochs for t in stage.losses])
 
 
 def check_schedule(cfg: RunConfig, teacher_kinds: list[str]) -> None:

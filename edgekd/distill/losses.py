@@ -254,12 +254,18 @@ class Attention(_Adapted):
 class LossMix(nn.Module):
     """Weighted sum of named losses; ``parts`` keeps the last value of each for the progress bar."""
 
-    def __init__(self, terms: list[tuple[str, float, Loss]]) -> None:
+    def __init__(self, terms: list[tuple[str, float, Loss]], ramps: list[float] | None = None) -> None:
         super().__init__()
         self.names = [n for n, _, _ in terms]
         self.weights = [w for _, w, _ in terms]
+        self.ramps = ramps or [0.0] * len(terms)
         self.terms = nn.ModuleList(m for _, _, m in terms)
         self.parts: dict[str, float] = {}
+        self.epoch = 0.0  # set by the trainer (fractional epochs into the stage)
+
+    def scale(self, i: int) -> float:
+        """Weight multiplier of term i now: 1, or epoch / ramp_epochs while a ramp is running (DKD's warm-up)."""
+        return min(1.0, self.epoch / self.ramps[i]) if self.ramps[i] > 0 else 1.0
 
     @property
     def needs(self) -> frozenset[str]:
@@ -271,10 +277,10 @@ class LossMix(nn.Module):
 
     def forward(self, b: DistillBatch) -> torch.Tensor:
         total = b.student.new_zeros(())
-        for name, w, m in zip(self.names, self.weights, self.terms, strict=True):
+        for i, (name, w, m) in enumerate(zip(self.names, self.weights, self.terms, strict=True)):
             v = m(b)
             self.parts[name] = float(v.detach())
-            total = total + w * v
+            total = total + w * self.scale(i) * v
         return total
 
 

@@ -208,8 +208,11 @@ def fit(model: nn.Module, train_dl: DataLoader, val_dl: DataLoader, loss_fn: nn.
         t_epoch = time.perf_counter()
         status: dict = {}
         total, count = 0.0, 0
-        for x, y, idx, view in track(train_dl, len(train_dl), f"{desc} epoch {epoch + 1}/{settings.epochs}", status):
+        for step, (x, y, idx, view) in enumerate(track(train_dl, len(train_dl),
+                                                       f"{desc} epoch {epoch + 1}/{settings.epochs}", status)):
             x, y = x.to(dev, non_blocking=True), y.to(dev)
+            if hasattr(raw_loss, "epoch"):
+                raw_loss.epoch = epoch + step / len(train_dl)
             t_out: list[torch.Tensor] = []
             with acc.autocast():
                 if "teacher" in needs:
