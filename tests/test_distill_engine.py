@@ -296,3 +296,31 @@ def test_a_changed_loss_retrains_instead_of_reusing_old_checkpoints(tmp_path, to
         card = json.loads((tmp_path / "run" / "student" / "student.json").read_text())
         assert set(card["stages"][0]["history"][0]["parts"]) == {name}
         assert "finished earlier" not in res.stderr
+
+
+@pytest.mark.slow
+def test_kill_9_mid_distillation_then_rerun_resumes_and_finishes(tmp_path):
+    """A real `edgekd distill` process is killed (SIGKILL) once an epoch checkpoint exists; the same command
+    then resumes after that epoch instead of starting over, and finishes every epoch."""
+    import signal
+    import time
+
+    (tmp_path / "r.yaml").write_text(TINY.replace("epochs: 1", "epochs: 6").replace("max_train_samples: 96",
+                                                                                    "max_train_samples: 320"))
+    cmd = [sys.executable, "-m", "edgekd", "distill", "--recipe", str(tmp_path / "r.yaml"), "--out",
+           str(tmp_path / "run")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and not list((tmp_path / "run" / "student").glob("train-*/*/last.pt")):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    last = list((tmp_path / "run" / "student").glob("train-*/*/last.pt"))
+    assert last, "no epoch checkpoint appeared before the deadline"
+    done_epoch = torch.load(last[0], weights_only=True)["epoch"] + 1
+    assert done_epoch < 6, "the run finished before it could be killed"
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "teacher: reused" in res.stderr and "resuming after epoch" in res.stderr
+    card = json.loads((tmp_path / "run" / "student" / "student.json").read_text())
+    assert [h["epoch"] for h in card["stages"][0]["history"]] == [1, 2, 3, 4, 5, 6]
