@@ -1,0 +1,107 @@
+"""The bad-input catalogue: each gives one clear line (no traceback), a non-zero exit code, and leaves what was
+already written untouched (a precious file in the working folder and a finished run are checked after each)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+# (name, argv with {tmp} placeholders, exit code, text in the error line)
+CASES = [
+    ("missing data dir", ["compress", "--data", "{tmp}/nope", "--out", "{tmp}/r"], 3, "does not exist"),
+    ("data path is a file", ["compress", "--data", "{tmp}/precious.txt", "--out", "{tmp}/r"], 3, "is not a folder"),
+    ("empty data dir", ["distill", "--data", "{tmp}/empty", "--out", "{tmp}/r"], 3, "{tmp}/empty"),
+    ("class folder without images", ["distill", "--data", "{tmp}/oneempty", "--out", "{tmp}/r"], 3, "no images"),
+    ("only corrupt images", ["distill", "--data", "{tmp}/corrupt", "--out", "{tmp}/r"], 3, "{tmp}/corrupt"),
+    ("unknown target", ["compress", "--target", "jetson-orin-mega"], 2, "unknown target 'jetson-orin-mega'"),
+    ("malformed target YAML", ["compress", "--target", "{tmp}/bad.yaml"], 2, "malformed YAML"),
+    ("target with an unknown key", ["compress", "--target", "{tmp}/extra_target.yaml"], 2, "Extra inputs"),
+    ("recipe missing", ["compress", "--recipe", "{tmp}/none.yaml"], 2, "does not exist"),
+    ("recipe malformed", ["compress", "--recipe", "{tmp}/bad.yaml"], 2, "malformed YAML"),
+    ("recipe not a mapping", ["compress", "--recipe", "{tmp}/list.yaml"], 2, "must be a mapping"),
+    ("recipe unknown key", ["compress", "--recipe", "{tmp}/unknown_key.yaml"], 2, "epohcs"),
+    ("zero epochs", ["compress", "--epochs", "0"], 2, "greater than 0"),
+    ("negative lr", ["distill", "--recipe", "{tmp}/neg_lr.yaml"], 2, "lr"),
+    ("unknown student", ["compress", "--student", "mobilevit_xxxs", "--out", "{tmp}/r"], 4, "unknown timm model"),
+    ("teacher without prefix", ["compress", "--teacher", "resnet50", "--out", "{tmp}/r"], 2, "expected timm:NAME"),
+    ("unknown edgekd arch", ["compress", "--teacher", "edgekd:resnet9000", "--out", "{tmp}/r"], 2,
+     "edgekd's own architectures"),
+    ("teacher weights missing", ["compress", "--teacher", "timm:resnet18", "--teacher-weights", "{tmp}/w.pt",
+                                 "--out", "{tmp}/r"], 2, "do not exist"),
+    ("teacher weights are a code pickle", ["distill", "--teacher", "timm:resnet10t", "--teacher-weights",
+                                           "{tmp}/evil.pt", "--max-train-samples", "16", "--max-eval-samples",
+                                           "8", "--out", "{tmp}/r"], 4, "refused to load"),
+    ("weights without a teacher", ["compress", "--teacher-weights", "{tmp}/precious.txt"], 2,
+     "without a matching --teacher"),
+    ("unknown loss", ["distill", "--loss", "kdd", "--out", "{tmp}/r"], 2, "unknown loss 'kdd'"),
+    ("ONNX teacher missing", ["distill", "--teacher", "onnx:{tmp}/t.onnx", "--out", "{tmp}/r"], 2, "does not exist"),
+    ("segmentation not yet", ["compress", "--task", "segment", "--out", "{tmp}/r"], 2, "segment"),
+    ("bench: model missing", ["bench", "{tmp}/none.onnx"], 2, "does not exist"),
+    ("bench: unknown suffix", ["bench", "{tmp}/precious.txt"], 2, "cannot tell the runtime"),
+    ("bench: corrupt ONNX", ["bench", "{tmp}/corrupt.onnx"], 4, "cannot load"),
+    ("verify-bundle: not a bundle", ["verify-bundle", "{tmp}/empty"], 2, "not an edgekd bundle"),
+    ("verify-bundle: not a tarball", ["verify-bundle", "{tmp}/precious.txt"], 2, "not a readable tar"),
+    ("resume without a run", ["distill", "--resume", "--out", "{tmp}/nothing"], 2, "holds no edgekd run"),
+    ("resume and overwrite", ["compress", "--resume", "--overwrite", "--out", "{tmp}/r"], 2, "contradict"),
+    ("out is a non-run folder", ["compress", "--overwrite", "--out", "{tmp}"], 2, "not an edgekd run folder"),
+    ("out is a file", ["compress", "--out", "{tmp}/precious.txt"], 2, "is not a folder"),
+    ("layers: unknown model", ["layers", "timm:resnet9000"], 4, "unknown timm model"),
+]
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    import torch
+
+    tmp = tmp_path_factory.mktemp("bad")
+    (tmp / "precious.txt").write_text("mine")
+    (tmp / "empty").mkdir()
+    (tmp / "oneempty" / "a").mkdir(parents=True)
+    (tmp / "oneempty" / "b").mkdir()
+    for i in range(3):
+        Image.new("RGB", (8, 8)).save(tmp / "oneempty" / "a" / f"{i}.png")
+    (tmp / "corrupt" / "a").mkdir(parents=True)
+    (tmp / "corrupt" / "a" / "x.jpg").write_bytes(b"not a jpeg")
+    (tmp / "bad.yaml").write_text("a: [1, 2\n")
+    (tmp / "list.yaml").write_text("- 1\n- 2\n")
+    (tmp / "unknown_key.yaml").write_text("epohcs: 3\n")
+    (tmp / "neg_lr.yaml").write_text("lr: -0.1\n")
+    (tmp / "extra_target.yaml").write_text((Path(__file__).parent.parent / "targets" / "cpu-x86.yaml").read_text()
+                                           + "turbo: true\n")
+    (tmp / "corrupt.onnx").write_bytes(b"\x00garbage")
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    torch.save({"state_dict": Evil()}, tmp / "evil.pt")
+    return tmp
+
+
+@pytest.mark.parametrize("name,args,code,text", CASES, ids=[c[0] for c in CASES])
+def test_bad_input(work, name, args, code, text):
+    tmp = str(work)
+    res = subprocess.run([sys.executable, "-m", "edgekd", *[a.replace("{tmp}", tmp) for a in args]],
+                         capture_output=True, text=True, cwd=tmp)
+    err = [ln for ln in res.stderr.splitlines() if ln.startswith("edgekd: error:")]
+    assert res.returncode == code, res.stderr[-2000:]
+    assert len(err) == 1 and text.replace("{tmp}", tmp) in err[0], res.stderr[-2000:]
+    assert "Traceback" not in res.stderr and "pwned" not in res.stdout
+    assert (work / "precious.txt").read_text() == "mine"
+
+
+def test_catalogue_is_at_least_25_cases():
+    assert len(CASES) >= 25 and len({c[0] for c in CASES}) == len(CASES)
+
+
+def test_bad_input_never_destroys_a_finished_run(tiny_run):
+    """A bad rerun into a finished run folder (here: an unknown loss) changes nothing in it."""
+    before = {p: p.stat().st_mtime_ns for p in tiny_run["out"].rglob("*") if p.is_file()}
+    res = subprocess.run([*tiny_run["cmd"], "--loss", "nope"], capture_output=True, text=True)
+    assert res.returncode == 2 and "unknown loss 'nope'" in res.stderr
+    after = {p: p.stat().st_mtime_ns for p in tiny_run["out"].rglob("*") if p.is_file()}
+    assert after == before
+    assert json.loads((tiny_run["out"] / "bundle" / "manifest.json").read_text())["schema_version"] == 1
