@@ -88,6 +88,7 @@ def write_bundle(r) -> dict:
         "teacher": {"arch": res["teacher"]["arch"]},
         "versions": versions,
     }
+    manifest["samples"] = _write_samples(r, tmp, models)
     manifest["files"] = {p.name: sha256(p) for p in sorted(tmp.iterdir())}
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
     shutil.rmtree(final, ignore_errors=True)
@@ -98,6 +99,52 @@ def write_bundle(r) -> dict:
         tf.add(final, arcname=r.cfg.name)
     os.replace(tar_tmp, tar)
     return {"path": str(final), "tarball": str(tar), "manifest": manifest, "rows": rows}
+
+
+SAMPLES = "samples.npz"
+SAMPLE_COUNT = 4
+
+
+def _write_samples(r, folder: Path, models: list[dict]) -> dict:
+    """A few preprocessed test inputs and each bundled model's outputs on them, for `verify-bundle`."""
+    import numpy as np
+
+    from edgekd.runtimes import runtime_for
+
+    src = r.data.test.head(SAMPLE_COUNT)
+    x = r.data.preprocess.batch([src.image(i) for i in range(len(src))])
+    arrays = {"input": x}
+    for m in models:
+        runtime = "openvino" if m["format"] == "openvino" else "onnxruntime"
+        with runtime_for(folder / m["file"], runtime, 1, "f32") as rt:
+            arrays[f"output:{m['file']}"] = np.concatenate([rt(x[i:i + 1]) for i in range(len(x))])
+    np.savez(folder / SAMPLES, **arrays)
+    return {"file": SAMPLES, "count": len(x), "check": "same top-1, max|diff| <= 0.01 * max(1, max|output|)"}
+
+
+def check_samples(path: Path, manifest: dict) -> int:
+    """Run every bundled model on the stored sample inputs and compare with the stored outputs."""
+    import numpy as np
+
+    from edgekd.runtimes import runtime_for
+
+    info = manifest.get("samples")
+    if not info:
+        return 0
+    with np.load(path / info["file"]) as z:
+        x, outs = z["input"], {k.split(":", 1)[1]: z[k] for k in z.files if k.startswith("output:")}
+    for m in manifest["models"]:
+        ref = outs.get(m["file"])
+        if ref is None:
+            raise ConfigError(f"{path}: {info['file']} has no stored outputs for {m['file']}")
+        runtime = "openvino" if m["format"] == "openvino" else "onnxruntime"
+        with runtime_for(path / m["file"], runtime, 1, "f32") as rt:
+            out = np.concatenate([rt(x[i:i + 1]) for i in range(len(x))])
+        diff = float(np.abs(out - ref).max())
+        if (out.argmax(1) != ref.argmax(1)).any() or diff > 0.01 * max(1.0, float(np.abs(ref).max())):
+            raise ConfigError(f"{path}: {m['file']} does not reproduce its stored sample outputs "
+                              f"(max |diff| {diff:.3g}); wrong runtime version or a damaged model")
+    return len(x)
 
 
 def _schedule(cfg) -> str:

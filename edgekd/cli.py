@@ -257,13 +257,16 @@ def verify_bundle(path: Path = typer.Argument(..., help="Bundle folder or its .t
     """Check a bundle's manifest and the sha256 of every file (a tarball is extracted safely first)."""
     import tempfile
 
-    from edgekd.bundle import safe_extract, verify_bundle_dir
+    from edgekd.bundle import check_samples, safe_extract, verify_bundle_dir
 
     if not path.exists():
         raise ConfigError(f"bundle {path} does not exist")
     with tempfile.TemporaryDirectory(prefix="edgekd-bundle-") as tmp:
-        m = verify_bundle_dir(safe_extract(path, Path(tmp)) if path.is_file() else path)
-    typer.echo(f"{path}: {len(m['files'])} files match manifest schema {m['schema_version']} (target {m['target']})")
+        folder = safe_extract(path, Path(tmp)) if path.is_file() else path
+        m = verify_bundle_dir(folder)
+        n = check_samples(folder, m)
+    typer.echo(f"{path}: {len(m['files'])} files match manifest schema {m['schema_version']} (target {m['target']})"
+               + (f"; every model reproduces its {n} stored sample outputs" if n else ""))
 
 
 @targets_app.command("list")

@@ -110,3 +110,27 @@ def test_tar_slip_and_special_members_are_refused_before_anything_is_written(tmp
     assert not any(dest.iterdir()) and not (tmp_path / "evil.txt").exists()
     res = subprocess.run([sys.executable, "-m", "edgekd", "verify-bundle", str(tb)], capture_output=True, text=True)
     assert res.returncode == 2 and "refused" in res.stderr and "Traceback" not in res.stderr
+
+
+@pytest.mark.slow
+def test_verify_bundle_runs_the_stored_samples_and_catches_a_swapped_model(tiny_run, tmp_path):
+    import hashlib
+
+    b = tmp_path / "b"
+    shutil.copytree(tiny_run["out"] / "bundle", b)
+    ok = subprocess.run([sys.executable, "-m", "edgekd", "verify-bundle", str(b)], capture_output=True, text=True)
+    assert ok.returncode == 0 and "reproduces its 4 stored sample outputs" in ok.stdout, ok.stderr
+    # a different model with a consistent manifest hash passes the hash check but not the samples
+    manifest = json.loads((b / "manifest.json").read_text())
+    onnx_file = next(m["file"] for m in manifest["models"] if m["format"] == "onnx")
+    import torch
+
+    from edgekd.export.onnx import export_torch
+    from edgekd.models.factory import create_timm
+
+    torch.manual_seed(0)
+    export_torch(create_timm("resnet10t", 10).eval(), torch.zeros(1, 3, 64, 64), b / onnx_file, {})
+    manifest["files"][onnx_file] = hashlib.sha256((b / onnx_file).read_bytes()).hexdigest()
+    (b / "manifest.json").write_text(json.dumps(manifest))
+    bad = subprocess.run([sys.executable, "-m", "edgekd", "verify-bundle", str(b)], capture_output=True, text=True)
+    assert bad.returncode == 2 and "does not reproduce its stored sample outputs" in bad.stderr, bad.stderr
