@@ -134,6 +134,8 @@ def run(cfg: RunConfig, target: Target, root: Path, overwrite: bool = False, unt
             if saved.get("hash") == chain:
                 console.print(f"[green]✓[/] {name}: reused (options unchanged)")
                 r.results[name] = saved["result"]
+                if name == until:
+                    break
                 continue
         console.rule(f"[bold]{name}")
         r.stage_key = chain[:12]

@@ -139,6 +139,7 @@ stages:
     # rerun with --resume: every stage is reused, nothing trains again
     again = edgekd("distill", "--recipe", recipe, "--out", tmp_path / "run", "--resume")
     assert again.returncode == 0 and "epoch 1/1" not in again.stderr
+    assert "export" not in again.stderr  # `distill` stops after its stage, reused or not
 
 
 def test_onnx_teacher_distills_with_cached_logits(tmp_path):

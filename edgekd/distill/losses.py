@@ -228,8 +228,6 @@ class Attention(_Adapted):
         if mode not in ("transfer", "masked"):
             raise ConfigError(f"attention mode {mode!r}: use transfer or masked")
         self.mode, self.p = mode, p
-        if mode == "transfer":
-            self.needs = frozenset({"teacher", "features"})
 
     def bind(self, pairs):
         if self.mode == "masked":

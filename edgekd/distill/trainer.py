@@ -264,9 +264,7 @@ def fit(model: nn.Module, train_dl: DataLoader, val_dl: DataLoader, loss_fn: nn.
         _atomic_save(raw.state_dict(), final)
         done.write_text(json.dumps({"best_val": result.best_val, "best_epoch": result.best_epoch,
                                     "metric": result.metric, "history": result.history}))
-    raw.eval()
-    if raw is not model:  # hand back the caller's own module with the trained weights
-        model = raw
+    raw.eval()  # the caller's own module (DDP wraps it), holding the kept weights
     return result
 
 
