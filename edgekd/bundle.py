@@ -88,6 +88,16 @@ def write_bundle(r) -> dict:
         "teacher": {"arch": res["teacher"]["arch"]},
         "versions": versions,
     }
+    quant = r.root / "quantize.json"
+    if quant.is_file():  # the torch route (QAD / guarded PTQ): method, validation metrics, layers kept in FP32
+        q = json.loads(quant.read_text())
+        manifest["quantization"] = {k: q[k] for k in ("method", "preset", "calib_samples", "fp32_val", "int8_val",
+                                                      "metric") if k in q}
+        if "guard" in q:
+            manifest["quantization"]["fp32_layers"] = q["guard"]["fp32_layers"]
+    else:
+        manifest["quantization"] = {"method": "ptq", "preset": r.target.quant_preset or r.cfg.quant_preset,
+                                    "calib_samples": r.cfg.calib_samples}
     manifest["samples"] = _write_samples(r, tmp, models)
     manifest["files"] = {p.name: sha256(p) for p in sorted(tmp.iterdir())}
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))

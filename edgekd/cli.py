@@ -62,6 +62,10 @@ def compress(
     max_train_samples: int | None = typer.Option(None, help="Use at most N training images (quick runs)."),
     max_eval_samples: int | None = typer.Option(None, help="Use at most N val/test images (quick runs)."),
     bench_iters: int | None = typer.Option(None),
+    quantize: str | None = typer.Option(None, "--quantize", help="ptq | qad (quantization-aware distillation)."),
+    qad_epochs: int | None = typer.Option(None, help="QAD epochs (default 3)."),
+    max_accuracy_drop: float | None = typer.Option(
+        None, help="Points of validation top-1 the int8 model may lose; sensitive layers are kept in FP32."),
     name: str | None = typer.Option(None, help="Run name (default: the --out folder's name)."),
     out: Path = typer.Option(Path("runs/demo"), help="Run folder; rerunning resumes it."),
     overwrite: bool = typer.Option(False, help="Start the run folder afresh."),
@@ -76,7 +80,8 @@ def compress(
     _check_resume(resume, overwrite, out)
     cfg = _config(recipe, data=data, task=task, student=student, loss=loss, epochs=epochs, batch_size=batch_size, lr=lr,
                   image_size=image_size, max_train_samples=max_train_samples, max_eval_samples=max_eval_samples,
-                  bench_iters=bench_iters, name=name or out.name,
+                  bench_iters=bench_iters, name=name or out.name, quantize_method=quantize, qad_epochs=qad_epochs,
+                  max_accuracy_drop=max_accuracy_drop,
                   teachers=_teachers(teacher, teacher_weights) if teacher or teacher_weights else None)
     r = run(cfg, tgt, out, overwrite)
     if "bundle" not in r.results:  # a non-zero rank of a distributed run: rank 0 reports
@@ -169,14 +174,42 @@ def export(
 
 @app.command()
 def quantize(
-    model: Path = typer.Argument(..., help="FP32 model: .onnx or OpenVINO .xml."),
-    data: str = typer.Option(..., help="Calibration images: ImageFolder dir or builtin:shapes10."),
+    model: Path | None = typer.Argument(None, help="FP32 model (.onnx or OpenVINO .xml) for graph PTQ; or use --run."),
+    run_dir: Path | None = typer.Option(None, "--run", help="A run folder of `edgekd distill` / `compress`: quantize "
+                                        "its student (PTQ or QAD with its teachers), export and verify."),
+    method: str = typer.Option("ptq", help="ptq (post-training) | qad (quantization-aware distillation, needs --run)"),
+    data: str | None = typer.Option(None, help="Calibration images for a MODEL file: ImageFolder dir or "
+                                    "builtin:shapes10."),
     reference: Path | None = typer.Option(None, help="Checkpoint whose card gives the preprocessing."),
-    calib: int = typer.Option(300, help="Calibration images."),
-    preset: str = typer.Option("mixed", help="performance | mixed"),
-    out: Path | None = typer.Option(None, help="Output file (default: MODEL with -int8)."),
+    calib: int | None = typer.Option(None, help="Calibration images (default 300)."),
+    preset: str | None = typer.Option(None, help="performance | mixed"),
+    ignore: list[str] = typer.Option([], help="Regex of NNCF node names kept out of int8 (repeatable)."),
+    target: str | None = typer.Option(None, help="With --run: target (default: the run's)."),
+    qad_epochs: int | None = typer.Option(None, help="QAD epochs (default 3)."),
+    qad_lr: float | None = typer.Option(None, help="QAD learning rate (default: the run's lr / 20)."),
+    max_accuracy_drop: float | None = typer.Option(
+        None, help="With --run: points of validation top-1 int8 may lose; the most sensitive layers are kept in "
+                   "FP32 until it holds (exit 8 naming the best drop when it cannot)."),
+    max_fp32_layers: int | None = typer.Option(None, help="At most this many layers kept in FP32 (default 12)."),
+    out: Path | None = typer.Option(None, help="Output file for a MODEL (default: MODEL with -int8)."),
 ) -> None:
-    """NNCF post-training int8 of an exported model."""
+    """int8 quantization: NNCF PTQ of an exported file, or PTQ / QAD of a run's PyTorch student (--run)."""
+    if method not in ("ptq", "qad"):
+        raise ConfigError(f"--method {method!r}: choose ptq or qad")
+    if run_dir is not None:
+        if model is not None:
+            raise ConfigError("give either a MODEL file or --run RUN_DIR, not both")
+        _quantize_run(run_dir, target, method=method, calib=calib, preset=preset, ignore=ignore,
+                      qad_epochs=qad_epochs, qad_lr=qad_lr, max_accuracy_drop=max_accuracy_drop,
+                      max_fp32_layers=max_fp32_layers)
+        return
+    if model is None:
+        raise ConfigError("nothing to quantize: give an FP32 MODEL file (.onnx / .xml) or --run RUN_DIR")
+    if method == "qad" or max_accuracy_drop is not None:
+        raise ConfigError("QAD and --max-accuracy-drop train or evaluate the PyTorch student with its teachers: "
+                          "pass --run RUN_DIR (a folder written by edgekd distill or compress) instead of a file")
+    if data is None:
+        raise ConfigError("--data is required to calibrate a MODEL file")
     from edgekd.artifacts import ExportedModel
     from edgekd.cli_support import calibration, preprocess_for
     from edgekd.quantize.ptq import quantize as ptq
@@ -187,9 +220,34 @@ def quantize(
     pre = preprocess_for(model, reference)
     out = out or model.with_name(model.stem.replace("-fp32", "") + "-int8" + model.suffix)
     files = (str(model),) if fmt == "onnx" else (str(model), str(model.with_suffix(".bin")))
-    exp = ptq(ExportedModel(fmt, "fp32", str(model), files), calibration(data, pre, calib), out.parent, out.stem,
-              preset)
+    exp = ptq(ExportedModel(fmt, "fp32", str(model), files), calibration(data, pre, calib or 300), out.parent,
+              out.stem, preset or "mixed", ignored=tuple(ignore))
     typer.echo(f"{exp.key}: {exp.path} ({exp.size_mb():.2f} MB)")
+
+
+def _quantize_run(run_dir: Path, target: str | None, **opts) -> None:
+    """Re-run a finished run's pipeline up to verify with new quantization options (earlier stages reused)."""
+    import json
+
+    from edgekd.config import make_config
+    from edgekd.pipeline import run
+    from edgekd.targets import load_target
+
+    saved = run_dir / "run.json"
+    if not saved.is_file():
+        raise ConfigError(f"--run {run_dir} holds no edgekd run (no run.json)")
+    info = json.loads(saved.read_text())
+    values = {**info["config"], "quantize_method": opts.pop("method"),
+              "quant_ignored_scope": opts.pop("ignore") or None,
+              **{k: v for k, v in {"calib_samples": opts.pop("calib"), "quant_preset": opts.pop("preset")}.items()}}
+    values.update(opts)
+    cfg = make_config(None, **{k: v for k, v in values.items() if v is not None})
+    r = run(cfg, load_target(target or info["target"]), run_dir, until="verify")
+    for m in r.results["verify"]["models"]:
+        if m["precision"] == "int8":
+            typer.echo(f"{m['model']}: top-1 {m['metric']:.2f}% ({m['metric_delta']:+.2f} vs the FP32 student on "
+                       f"{r.results['verify']['samples']} test images), executed {m['executed_precision']}")
+    typer.echo(f"report: {run_dir / ('quantize.json' if (run_dir / 'quantize.json').is_file() else 'verify.json')}")
 
 
 @app.command()

@@ -94,6 +94,20 @@ class RunConfig(BaseModel):
     max_eval_samples: PositiveInt | None = None
     calib_samples: PositiveInt = 300
     quant_preset: Literal["performance", "mixed"] = "mixed"
+    quantize_method: Literal["ptq", "qad"] = Field(
+        default="ptq", description="ptq: NNCF post-training int8 of the exported graphs; qad: NNCF QAT started from "
+                                   "PTQ and fine-tuned by distillation from the FP32 teacher(s)")
+    quant_ignored_scope: list[str] = Field(
+        default_factory=list, description="regular expressions over NNCF node names kept out of int8")
+    qad_epochs: PositiveInt = 3
+    qad_lr: PositiveFloat | None = Field(default=None, description="QAD learning rate (default: lr / 20)")
+    qad_losses: list[LossTerm] = Field(
+        default_factory=list, description="QAD loss mix (default: the last distillation stage's losses)")
+    max_accuracy_drop: float | None = Field(
+        default=None, ge=0, description="points of validation top-1 the int8 model may lose against FP32; the most "
+                                        "sensitive layers are kept in FP32 until it holds")
+    max_fp32_layers: NonNegativeInt = Field(
+        default=12, description="how many layers the accuracy guard may keep in FP32 at most")
     verify_samples: PositiveInt = 1000
     bench_iters: PositiveInt = 200
     bench_warmup: NonNegativeInt = 20

@@ -41,3 +41,9 @@ class TrainingError(EdgeKDError):
     """Training diverged (NaN loss) or could not continue."""
 
     exit_code = 7
+
+
+class AccuracyError(EdgeKDError):
+    """A quantized model cannot meet the accuracy bound that was asked for (the best one is still written)."""
+
+    exit_code = 8

@@ -163,12 +163,17 @@ def export(r: Run) -> list[dict]:
 
 
 def quantize(r: Run) -> list[dict]:
-    """NNCF PTQ int8 of each FP32 export, calibrated on training images."""
-    from edgekd.quantize.ptq import quantize as ptq
-
+    """int8 models: NNCF PTQ of each FP32 export, or the torch route (QAD, or PTQ under an accuracy bound)."""
     if "int8" not in r.target.precisions:
         return []
     calib, _ = _inputs(r, "train", r.cfg.calib_samples)
+    if r.cfg.quantize_method == "qad" or r.cfg.max_accuracy_drop is not None:
+        from edgekd.quantize import torch_stage
+
+        return torch_stage.run(r, calib)
+    from edgekd.quantize.ptq import quantize as ptq
+
+    r.path("quantize.json").unlink(missing_ok=True)  # a torch-route report of an earlier config no longer applies
     transformer = "vit" in r.cfg.student or "former" in r.cfg.student
     preset = r.target.quant_preset or r.cfg.quant_preset
     out = []
@@ -176,18 +181,15 @@ def quantize(r: Run) -> list[dict]:
         fp32 = from_json(ExportedModel, d)
         if fp32.format not in ("onnx", "openvino"):
             continue
-        exp = ptq(fp32, calib, r.path("export", "x").parent, "student-int8", preset, transformer)
+        exp = ptq(fp32, calib, r.path("export", "x").parent, "student-int8", preset, transformer,
+                  tuple(r.cfg.quant_ignored_scope))
         console.print(f"quantized {exp.key} (preset {preset}): {exp.path} ({exp.size_mb():.2f} MB)")
         if exp.format == "onnx" and "tensorrt" in r.target.formats:
-            from edgekd.errors import BackendError
-            from edgekd.export.tensorrt import check_onnx, to_symmetric_int8
+            from edgekd.export.tensorrt import make_tensorrt_ready
 
-            n = to_symmetric_int8(Path(exp.path), Path(exp.path))
-            console.print(f"rewrote {n} uint8 Q/DQ nodes as symmetric int8 (TensorRT's explicit quantization)")
-            rep = check_onnx(Path(exp.path))
-            if not rep.ok:
-                raise BackendError(f"{exp.path} is not valid for TensorRT's explicit quantization: {rep.problems[0]}")
-            console.print(f"TensorRT Q/DQ check passed: {rep.quantize_nodes} QuantizeLinear, "
+            n, rep = make_tensorrt_ready(Path(exp.path))
+            console.print(f"rewrote {n} uint8 Q/DQ nodes as symmetric int8 (TensorRT's explicit quantization); "
+                          f"TensorRT Q/DQ check passed: {rep.quantize_nodes} QuantizeLinear, "
                           f"{rep.per_channel_weights} per-channel weights, symmetric int8")
         out.append(to_json(exp))
     return out

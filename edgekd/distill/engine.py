@@ -7,6 +7,7 @@ the last stage keeps the best weights by the validation metric.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -93,9 +94,14 @@ class _Call(nn.Module):
 
 
 def distill_student(student: nn.Module, data: DataSplits, cfg: RunConfig, teacher_cards: list[dict],
-                    workdir: Path) -> tuple[TrainResult, list[dict]]:
-    """Train ``student`` through the schedule; returns the last stage's result and every stage's summary."""
-    stages = schedule(cfg)
+                    workdir: Path, stages: list[StageSpec] | None = None,
+                    tweak: dict | None = None) -> tuple[TrainResult, list[dict]]:
+    """Train ``student`` through the schedule; returns the last stage's result and every stage's summary.
+
+    ``stages`` replaces the recipe's schedule and ``tweak`` overrides fields of every stage's TrainSettings
+    (quantization-aware distillation uses both: its own short, low-LR stage with BatchNorm frozen).
+    """
+    stages = stages or schedule(cfg)
     mixes = [build_mix(st) for st in stages]
     uses_teacher = any("teacher" in m.needs for m in mixes)
     sides = [data.preprocess.size[0]] + [c["view"]["size"][0] for c in teacher_cards if uses_teacher]
@@ -121,6 +127,7 @@ def distill_student(student: nn.Module, data: DataSplits, cfg: RunConfig, teache
         final = i == len(stages) - 1
         settings = TrainSettings(st.epochs, st.lr or cfg.lr, cfg.weight_decay, cfg.warmup_epochs, cfg.seed,
                                  cfg.optimizer, cfg.select_metric, keep="best" if final else "last")
+        settings = replace(settings, **(tweak or {}))
         name = st.name or f"stage{i + 1}"
         if len(stages) > 1:
             console.print(f"stage {i + 1}/{len(stages)} ({name}): {st.epochs} epochs, losses "

@@ -35,6 +35,8 @@ class TrainSettings:
     optimizer: str = "adamw"
     select_metric: str = "top1"
     keep: str = "best"  # "best" (by the validation metric) or "last" (earlier stages of a schedule)
+    # QAD: BatchNorm statistics stay as calibrated; with fake-quantized weights small batches make them drift
+    freeze_bn: bool = False
 
 
 @dataclass
@@ -205,6 +207,10 @@ def fit(model: nn.Module, train_dl: DataLoader, val_dl: DataLoader, loss_fn: nn.
             train_dl.generator.manual_seed(settings.seed * 1000 + epoch)
         train_dl.dataset.rng = np.random.default_rng(settings.seed * 1000 + epoch)
         model.train()
+        if settings.freeze_bn:
+            for m in model.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
         t_epoch = time.perf_counter()
         status: dict = {}
         total, count = 0.0, 0

@@ -141,6 +141,18 @@ def to_symmetric_int8(src: Path, dst: Path) -> int:
     return changed
 
 
+def make_tensorrt_ready(path: Path) -> tuple[int, QDQReport]:
+    """Rewrite ``path`` in place as symmetric int8 Q/DQ and check it; BackendError when TensorRT would refuse it.
+
+    Returns how many Q/DQ nodes were rewritten and the check's report.
+    """
+    n = to_symmetric_int8(path, path)
+    rep = check_onnx(path)
+    if not rep.ok:
+        raise BackendError(f"{path} is not valid for TensorRT's explicit quantization: {rep.problems[0]}")
+    return n, rep
+
+
 def trtexec_command(onnx_name: str, engine_name: str, shape: tuple[int, int, int], settings, int8: bool) -> str:
     """The trtexec line that builds (and times) the engine on the device, TensorRT 10 flags."""
     c, h, w = shape

@@ -27,8 +27,10 @@ def _nncf():
     return nncf
 
 
-def _common(nncf, n: int, preset: str, transformer: bool) -> dict:
+def _common(nncf, n: int, preset: str, transformer: bool, ignored: tuple[str, ...] = ()) -> dict:
     kw = {"subset_size": n, "preset": nncf.QuantizationPreset(preset)}
+    if ignored:  # regular expressions over the graph's node names; NNCF refuses one that matches nothing
+        kw["ignored_scope"] = nncf.IgnoredScope(patterns=list(ignored))
     if transformer:
         # keeps softmax/LayerNorm paths of attention blocks out of int8, as NNCF recommends for ViTs
         kw["model_type"] = nncf.ModelType.TRANSFORMER
@@ -36,13 +38,13 @@ def _common(nncf, n: int, preset: str, transformer: bool) -> dict:
 
 
 def quantize_onnx(fp32: ExportedModel, calib: np.ndarray, out: Path, preset: str = "mixed",
-                  transformer: bool = False) -> ExportedModel:
+                  transformer: bool = False, ignored: tuple[str, ...] = ()) -> ExportedModel:
     """FP32 ONNX -> int8 Q/DQ ONNX calibrated on ``calib`` (N x C x H x W float32)."""
     nncf, onnx = _nncf(), require("onnx")
     model = onnx.load(fp32.path)
     ds = nncf.Dataset([{INPUT_NAME: x[None]} for x in calib])
     try:
-        q = nncf.quantize(model, ds, **_common(nncf, len(calib), preset, transformer))
+        q = nncf.quantize(model, ds, **_common(nncf, len(calib), preset, transformer, ignored))
     except Exception as exc:  # noqa: BLE001
         raise BackendError(f"NNCF could not quantize {fp32.path}: {str(exc).splitlines()[0]}") from exc
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -53,7 +55,7 @@ def quantize_onnx(fp32: ExportedModel, calib: np.ndarray, out: Path, preset: str
 
 
 def quantize_openvino(fp32: ExportedModel, calib: np.ndarray, out: Path, preset: str = "mixed",
-                      transformer: bool = False) -> ExportedModel:
+                      transformer: bool = False, ignored: tuple[str, ...] = ()) -> ExportedModel:
     """FP32 IR -> int8 IR calibrated on ``calib``."""
     nncf, ov = _nncf(), require("openvino")
     from edgekd.export.openvino import save_ir
@@ -61,7 +63,7 @@ def quantize_openvino(fp32: ExportedModel, calib: np.ndarray, out: Path, preset:
     model = ov.Core().read_model(fp32.path)
     ds = nncf.Dataset([x[None] for x in calib])
     try:
-        q = nncf.quantize(model, ds, **_common(nncf, len(calib), preset, transformer))
+        q = nncf.quantize(model, ds, **_common(nncf, len(calib), preset, transformer, ignored))
     except Exception as exc:  # noqa: BLE001
         raise BackendError(f"NNCF could not quantize {fp32.path}: {str(exc).splitlines()[0]}") from exc
     files = save_ir(q, out)
@@ -69,10 +71,10 @@ def quantize_openvino(fp32: ExportedModel, calib: np.ndarray, out: Path, preset:
 
 
 def quantize(fp32: ExportedModel, calib: np.ndarray, out_dir: Path, stem: str, preset: str = "mixed",
-             transformer: bool = False) -> ExportedModel:
+             transformer: bool = False, ignored: tuple[str, ...] = ()) -> ExportedModel:
     """Dispatch on the FP32 model's format."""
     if fp32.format == "onnx":
-        return quantize_onnx(fp32, calib, out_dir / f"{stem}.onnx", preset, transformer)
+        return quantize_onnx(fp32, calib, out_dir / f"{stem}.onnx", preset, transformer, ignored)
     if fp32.format == "openvino":
-        return quantize_openvino(fp32, calib, out_dir / f"{stem}.xml", preset, transformer)
+        return quantize_openvino(fp32, calib, out_dir / f"{stem}.xml", preset, transformer, ignored)
     raise BackendError(f"post-training int8 is not available for format {fp32.format!r}")

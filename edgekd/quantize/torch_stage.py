@@ -1,0 +1,128 @@
+"""The quantize stage's torch route: QAD (or PTQ on the torch student when an accuracy bound is asked for),
+the accuracy guard, and the int8 exports of the resulting QAT model.
+
+Writes ``RUN/quantize.json``: the method, validation metrics of FP32 / PTQ / QAD, the QAD history, the layers
+kept in FP32 by the guard, and how closely each exported file follows the torch QAT model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgekd.artifacts import to_json
+from edgekd.errors import AccuracyError
+from edgekd.progress import console
+
+RANK_IMAGES = 256  # validation images the guard's sensitivity ranking runs on
+
+
+def run(r, calib: np.ndarray) -> list[dict]:
+    """QAD / torch PTQ for the pipeline's quantize stage; returns the int8 ExportedModels as JSON."""
+    from edgekd.config import schedule
+    from edgekd.data.torchdata import loader
+    from edgekd.distill.trainer import _metric, predict
+    from edgekd.models.factory import load_checkpoint
+    from edgekd.quantize import qad
+    from edgekd.quantize.guard import GuardResult, rank_layers, search
+
+    cfg, data, target = r.cfg, r.data, r.target
+    folder = r.path("quantize", f"{cfg.quantize_method}-{r.stage_key}", "x").parent
+    student, card = load_checkpoint(Path(r.results["distill"]["path"]))
+    spec = qad.QuantSpec(preset=target.quant_preset or cfg.quant_preset,
+                         transformer="vit" in cfg.student or "former" in cfg.student,
+                         ignored_scope=tuple(cfg.quant_ignored_scope), tensorrt="tensorrt" in target.formats)
+    console.print(f"PTQ start of the torch student ({len(calib)} calibration images, preset {spec.preset}"
+                  + (", TensorRT: signed int8, per-tensor activations" if spec.tensorrt else "") + ")")
+    model = qad.start(student, calib, spec, folder)
+    report: dict = {"method": cfg.quantize_method, "preset": spec.preset, "calib_samples": len(calib),
+                    "ignored_scope": list(spec.ignored_scope), "metric": cfg.select_metric,
+                    "quantizers": len(qad.quantizers(model))}
+    if cfg.quantize_method == "qad":
+        losses = list(cfg.qad_losses) or list(schedule(cfg)[-1].losses)
+        lr = cfg.qad_lr or cfg.lr / 20
+        console.print(f"QAD: {cfg.qad_epochs} epochs at lr {lr:g}, losses " + ", ".join(t.name for t in losses)
+                      + ", BatchNorm frozen, FP32 teacher(s) supervising")
+        report["qad"] = qad.train(model, data, cfg, r.results["teacher"]["teachers"], folder, cfg.qad_epochs, lr,
+                                  losses)
+    val_dl = loader(data.val, data.preprocess, 256, shuffle=False)
+    labels = np.asarray(data.val.labels)
+    fp32_logits = predict(student, val_dl)
+    fp32_val = _metric(cfg.select_metric, fp32_logits, labels)
+
+    def evaluate() -> float:
+        return _metric(cfg.select_metric, predict(model, val_dl), labels)
+
+    int8_val = evaluate()
+    report.update(fp32_val=fp32_val, int8_val=int8_val)
+    console.print(f"validation {cfg.select_metric}: FP32 {fp32_val:.2f}, int8 ({cfg.quantize_method}) {int8_val:.2f} "
+                  f"(drop {fp32_val - int8_val:+.2f})")
+    guard = None
+    if cfg.max_accuracy_drop is not None:
+        if fp32_val - int8_val <= cfg.max_accuracy_drop:
+            guard = GuardResult(True, fp32_val, int8_val, [])
+        else:
+            x = torch.cat([b[0] for b in val_dl])[:RANK_IMAGES]
+            ranking = rank_layers(model, torch.from_numpy(fp32_logits[:RANK_IMAGES]), x)
+            guard = search(model, ranking, evaluate, fp32_val, cfg.max_accuracy_drop, cfg.max_fp32_layers)
+            report["sensitivity"] = [{"layer": n, "kl_reduction": s} for n, s in ranking[:20]]
+        report["guard"] = {"max_drop": cfg.max_accuracy_drop, "met": guard.met, "drop": guard.drop,
+                           "int8_val": guard.int8_metric, "fp32_layers": guard.kept, "tried": guard.tried,
+                           "max_fp32_layers": cfg.max_fp32_layers}
+        if guard.kept:
+            console.print(f"accuracy guard: {len(guard.kept)} layer(s) kept in FP32 -> drop {guard.drop:.2f} "
+                          f"(bound {cfg.max_accuracy_drop}): " + ", ".join(guard.kept))
+    qad.save_qat(model, folder, "final")
+    exports = _export(r, model, card, report)
+    r.path("quantize.json").write_text(json.dumps(report, indent=2))
+    if guard is not None and not guard.met:
+        files = ", ".join(e["path"] for e in exports)
+        raise AccuracyError(
+            f"the int8 model cannot meet --max-accuracy-drop {cfg.max_accuracy_drop}: the best drop reached is "
+            f"{guard.drop:.2f} points of validation {cfg.select_metric} with {len(guard.kept)} of at most "
+            f"{cfg.max_fp32_layers} layers kept in FP32 (raise max_fp32_layers, try --method qad or more QAD "
+            f"epochs); that best model is written: {files} (report: {r.root / 'quantize.json'})")
+    return exports
+
+
+def _export(r, model, card: dict, report: dict) -> list[dict]:
+    """The int8 formats of the target from the QAT model, each checked against it on validation images."""
+    from edgekd.quantize.qat_export import export_openvino, export_qdq_onnx
+    from edgekd.runtimes import runtime_for
+    from edgekd.verify import run_batches
+
+    h, w = r.data.preprocess.size
+    sample = torch.zeros(1, 3, h, w)
+    out_dir = r.path("export", "x").parent
+    formats = [d["format"] for d in r.results["export"]]
+    x = r.data.preprocess.batch([r.data.val.image(i) for i in range(min(len(r.data.val), RANK_IMAGES))])
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    exports, parity = [], {}
+    for fmt in ("onnx", "openvino"):
+        if fmt not in formats:
+            continue
+        if fmt == "onnx":
+            meta = {"edgekd.preprocess": card["preprocess"], "edgekd.classes": card["classes"],
+                    "edgekd.arch": card["arch"], "edgekd.quantization": report["method"]}
+            exp = export_qdq_onnx(model, sample, out_dir / "student-int8.onnx", meta)
+            if "tensorrt" in r.target.formats:
+                from edgekd.export.tensorrt import make_tensorrt_ready
+
+                make_tensorrt_ready(Path(exp.path))
+        else:
+            exp = export_openvino(model, sample, out_dir / "student-int8.xml")
+        with runtime_for(exp.path, {"onnx": "onnxruntime", "openvino": "openvino"}[fmt], r.target.threads,
+                         r.target.openvino_inference_precision) as rt:
+            out = run_batches(rt, x)
+        parity[exp.key] = {"top1_agreement": float((out.argmax(1) == ref.argmax(1)).mean()),
+                           "max_abs_diff": float(np.abs(out - ref).max()), "samples": len(x)}
+        console.print(f"exported {exp.key} from the QAT model: {exp.path} ({exp.size_mb():.2f} MB); agreement with "
+                      f"torch QAT {parity[exp.key]['top1_agreement']:.4f}, max|diff| "
+                      f"{parity[exp.key]['max_abs_diff']:.3g}")
+        exports.append(to_json(exp))
+    report["export_vs_torch_qat"] = parity
+    return exports
