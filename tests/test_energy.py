@@ -137,6 +137,16 @@ def test_orin_nano_uses_vdd_in_never_the_sum_of_rails(tmp_path):
     assert w.watts == pytest.approx(4.8) and w.samples >= 2  # constant rail: any window integrates to 4.8 W
 
 
+def test_a_rail_that_vanishes_mid_window_is_an_error_not_a_number(tmp_path):
+    root = _tree(tmp_path, ORIN_NANO_HWMON)
+    m = JetsonRailMeter(root, interval_s=0.001)
+    m.start()
+    (root / "ina3221/1-0040/hwmon/hwmon3/curr1_input").unlink()
+    with pytest.raises(BackendError, match="read failed"):
+        m._sampler._thread.join()  # the sampler thread stops at its first failed read
+        m.stop()
+
+
 def test_jetpack4_iio_layout_reads_pom_5v_in(tmp_path):
     root = _tree(tmp_path, NANO_IIO)
     assert input_rail(sysfs_rails(root)) == "POM_5V_IN"
@@ -165,7 +175,8 @@ def test_tegrastats_lines_of_each_jetpack_parse_to_rails():
     nano = parse_tegrastats(lines["orin-nano"])
     assert nano == {"VDD_IN": (4832, 4832), "VDD_CPU_GPU_CV": (565, 565), "VDD_SOC": (1335, 1335)}  # no RAM/SWAP
     assert input_rail(nano) == "VDD_IN"
-    assert input_rail(parse_tegrastats(lines["nano-jp4"])) == "POM_5V_IN"
+    nano4 = parse_tegrastats(lines["nano-jp4"])
+    assert input_rail(nano4) == "POM_5V_IN" and nano4["POM_5V_IN"] == (1750, 1628)  # current, average
     assert parse_tegrastats(lines["agx-xavier"])["SYS5V"] == (3306, 3306)
     for board in ("agx-orin", "agx-xavier"):
         assert input_rail(parse_tegrastats(lines[board])) is None

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
+from edgekd.errors import BackendError
 from edgekd.registry import Registry
 
 
@@ -88,16 +89,22 @@ class Sampler:
         self._samples: list[tuple[float, float]] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._error: Exception | None = None
 
     def _sample(self) -> None:
         self._samples.append((time.perf_counter(), self.read_w()))
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
-            self._sample()
+            try:
+                self._sample()
+            except (OSError, ValueError) as exc:  # a sensor that vanished mid-window: reported by stop()
+                self._error = exc
+                return
 
     def start(self) -> None:
         self._samples = []
+        self._error = None
         self._stop.clear()
         self._sample()
         self._thread = threading.Thread(target=self._loop, name="edgekd-power-sampler", daemon=True)
@@ -108,5 +115,7 @@ class Sampler:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+        if self._error is not None:
+            raise BackendError(f"power sensor read failed during the window: {self._error}")
         self._sample()
         return integrate(self._samples)

@@ -2,13 +2,14 @@
 
 Which rail is the input (never a sum of rails: sub-rails miss regulator losses and everything unmonitored):
 
-- ``VDD_IN``: Jetson Orin Nano and Orin NX (INA3221 at 0x40, channels VDD_IN, VDD_CPU_GPU_CV, VDD_SOC), Xavier NX,
-  TX2. Source: Jetson Linux Developer Guide, "Jetson Orin Nano Series, Jetson Orin NX Series and Jetson AGX Orin
-  Series", Power monitoring (r35/r36); NVIDIA forum thread 200883 (VDD_IN is the board's total on Xavier NX).
-- ``POM_5V_IN``: Jetson Nano and TX1, the 5 V input (L4T 32 power-management guide for Jetson Nano).
-- AGX Orin (VDD_GPU_SOC, VDD_CPU_CV, VIN_SYS_5V0 at 0x40; VDDQ_VDD2_1V8AO at 0x41) and AGX Xavier (GPU, CPU, SOC, CV,
-  VDDRQ, SYS5V) monitor no module input rail (jetson_stats issue 344: VIN_SYS_5V0 is not the total), so the meter
-  is unavailable there unless a rail is named explicitly; use an external meter for board energy.
+- ``VDD_IN``: Jetson Orin Nano and Orin NX (module P3767: INA3221 at 0x40, channels VDD_IN, VDD_CPU_GPU_CV,
+  VDD_SOC; Linux arch/arm64/boot/dts/nvidia/tegra234-p3767.dtsi) and Xavier NX (P3668, same channels;
+  tegra194-p3668.dtsi). NVIDIA's forum (thread 200883) and jetson_stats treat VDD_IN as the module's total.
+- ``POM_5V_IN``: Jetson Nano (JetPack 4 tegrastats: POM_5V_IN / POM_5V_GPU / POM_5V_CPU), the 5 V input;
+  jetson_stats (jtop/core/power.py) uses it as the total.
+- AGX Orin (P3701: VDD_GPU_SOC, VDD_CPU_CV, VIN_SYS_5V0 at 0x40; VDDQ_VDD2_1V8AO at 0x41; tegra234-p3701.dtsi) and
+  AGX Xavier (GPU, CPU, SOC, CV, VDDRQ, SYS5V) monitor no module input rail (jetson_stats issue 344: VIN_SYS_5V0 is
+  not the total), so the meter is unavailable there unless a rail is named explicitly; use an external meter.
 
 sysfs layouts: JetPack 5+ uses the mainline hwmon driver (``ina3221/<bus>-0040/hwmon/hwmonK/inN_label`` with
 ``inN_input`` in mV and ``currN_input`` in mA, N = 1..3; ``in7`` is the sum of shunt voltages, not a rail);
