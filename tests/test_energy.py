@@ -190,7 +190,7 @@ def _fake_tegrastats(tmp_path, board):
 
 
 def test_tegrastats_meter_reads_the_input_rail_from_a_running_process(tmp_path):
-    m = TegrastatsMeter(cmd=_fake_tegrastats(tmp_path, "orin-nano"))
+    m = TegrastatsMeter(cmd=_fake_tegrastats(tmp_path, "orin-nano"), first_line_timeout_s=60)
     try:
         m.start()
         w = m.stop()
@@ -200,7 +200,7 @@ def test_tegrastats_meter_reads_the_input_rail_from_a_running_process(tmp_path):
 
 
 def test_tegrastats_meter_refuses_a_board_without_input_rail(tmp_path):
-    m = TegrastatsMeter(cmd=_fake_tegrastats(tmp_path, "agx-orin"))
+    m = TegrastatsMeter(cmd=_fake_tegrastats(tmp_path, "agx-orin"), first_line_timeout_s=60)
     with pytest.raises(BackendError, match="no board input rail"):
         m.start()
     assert "not found" in TegrastatsMeter(cmd=[str(tmp_path / "tegrastats")]).why_not()
