@@ -6,13 +6,15 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
 
 from edgekd.errors import ConfigError
 
 Format = Literal["onnx", "openvino", "tensorrt", "qonnx"]
 Precision = Literal["fp32", "fp16", "int8"]
-RuntimeName = Literal["torch", "onnxruntime", "openvino", "tensorrt"]
+# "finn": the driver FINN generates for a QONNX model on a Zynq board; it runs only on the board, so on any other
+# machine an FPGA target is verified on the host and benchmarked by the dataflow estimator (edgekd/bench/fpga.py).
+RuntimeName = Literal["torch", "onnxruntime", "openvino", "tensorrt", "finn"]
 
 
 class _Strict(BaseModel):
@@ -44,6 +46,35 @@ class DeviceModel(_Strict):
     efficiency: float = Field(gt=0, le=1, description="fraction of peak compute reached at batch 1 (calibrated)")
     calibration: str = Field(description="the published figure the efficiency was fitted to")
     source: str
+
+
+class FpgaModel(_Strict):
+    """An FPGA fabric for the dataflow estimate (edgekd/bench/fpga.py): every figure is the part's, with its source."""
+
+    part: str = Field(description="the FPGA part, e.g. XCZU7EV-2FFVC1156")
+    dsp_slices: PositiveInt = Field(description="DSP slices of the part (DSP48E2 on UltraScale+)")
+    clock_mhz: float = Field(gt=0, description="fabric clock the accelerator is assumed to close timing at")
+    bram_mbit: float = Field(ge=0, description="block RAM, Mbit")
+    uram_mbit: float = Field(ge=0, description="UltraRAM, Mbit")
+    weight_bits: int = Field(ge=1, le=16, description="default weight bit width (QONNX Quant nodes)")
+    activation_bits: int = Field(ge=1, le=16, description="default activation bit width")
+    macs_per_dsp: dict[int, float] = Field(
+        min_length=1, description="MACs one DSP slice completes per cycle, keyed by the wider operand's bit width")
+    source: str
+
+    @model_validator(mode="after")
+    def _rate_for_default_bits(self) -> FpgaModel:
+        if max(self.weight_bits, self.activation_bits) > max(self.macs_per_dsp):
+            raise ValueError(f"macs_per_dsp has no entry for {max(self.weight_bits, self.activation_bits)} bits")
+        return self
+
+    def rate(self, bits: int) -> float:
+        """MACs per DSP per cycle at ``bits``: the entry of the smallest width that holds ``bits``."""
+        fits = [b for b in self.macs_per_dsp if b >= bits]
+        if not fits:
+            raise ConfigError(f"{self.part}: no DSP packing rate for {bits}-bit operands "
+                              f"(known: {sorted(self.macs_per_dsp)})")
+        return self.macs_per_dsp[min(fits)]
 
 
 class TensorRTSettings(_Strict):
@@ -78,6 +109,13 @@ class Target(_Strict):
         default=None, description="overrides the recipe's; TensorRT needs symmetric int8 (performance)")
     estimate: DeviceModel | None = None
     tensorrt: TensorRTSettings | None = None
+    fpga: FpgaModel | None = None
+
+    @model_validator(mode="after")
+    def _fpga_needs_its_model(self) -> Target:
+        if (self.device == "fpga") != (self.fpga is not None):
+            raise ValueError("an `fpga:` section is required for device fpga and refused for any other device")
+        return self
 
 
 def targets_dir() -> Path:

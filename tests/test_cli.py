@@ -36,7 +36,8 @@ def _edgekd(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("args,code,match", [
-    (["compress", "--target", "nope"], 2, "unknown target 'nope'; known targets: cpu-x86, jetson-agx-orin"),
+    (["compress", "--target", "nope"], 2, "unknown target 'nope'; known targets: cpu-arm64, cpu-x86, fpga-zu, "
+                                          "jetson-agx-orin"),
     (["compress", "--epochs", "0"], 2, "epochs: Input should be greater than 0"),
     (["compress", "--student", "mobilevit_xxxs", "--out", "{tmp}/r"], 4, "unknown timm model"),
     (["compress", "--data", "{tmp}/missing", "--out", "{tmp}/r2"], 3, "does not exist"),
