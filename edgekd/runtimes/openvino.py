@@ -51,7 +51,9 @@ class OvRuntime(Runtime):
         return [d.get_length() if d.is_static else -1 for d in ps]
 
     def infer(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        res = self.request.infer(feeds)
+        # the input is only read, so OpenVINO may use its memory directly (outputs are still copied: callers keep
+        # them across calls)
+        res = self.request.infer(feeds, share_inputs=True)
         return [np.asarray(res[o]) for o in self.compiled.outputs]
 
     def prop(self, name: str):
