@@ -248,6 +248,17 @@ def bench(
 
 
 @app.command()
+def report(
+    runs: list[Path] = typer.Argument(..., help="Run folders written by `edgekd compress` (or `bench --json` files)."),
+    out: Path = typer.Option(Path("report"), help="Folder for report.md and its PNG plots."),
+) -> None:
+    """Markdown report with plots: latency distributions, accuracy vs FPS Pareto, energy per frame."""
+    from edgekd.run_report import write_report
+
+    typer.echo(f"report: {write_report(runs, out)}")
+
+
+@app.command()
 def layers(
     model: str = typer.Argument(..., help="timm:NAME, edgekd:NAME or a bare timm name."),
     image_size: int = typer.Option(224, help="Input side for the shape probe."),

@@ -152,7 +152,7 @@ def bench_path(path: Path, runtime: str | None, opts: BenchOptions) -> tuple[lis
         entries = models_in(path, stack)
         for f, rt_name, prec in entries:
             rt_name = runtime or rt_name
-            if rt_name == "tensorrt":
+            if rt_name == "tensorrt" and runtime is None:
                 notes.append(f"{f.name}: tensorrt model skipped (benchmark it on the device with trtexec)")
                 continue
             o = opts
