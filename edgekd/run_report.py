@@ -102,7 +102,7 @@ def plot_latency(points: list[Point], out: Path) -> Path | None:
     ax.set_xlabel("latency per call, ms (log scale; box: p25-p75, line: median)")
     ax.set_title("Latency distribution (measured, every timed call)")
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    fig.savefig(out, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return out
 
@@ -114,22 +114,22 @@ def plot_pareto(points: list[Point], out: Path) -> Path | None:
     plt = _plt()
     front = pareto(pts)
     fig, ax = plt.subplots(figsize=(8, 5))
+    runs = list(dict.fromkeys(p.run for p in pts))
     for p in pts:
-        hollow = bool(p.estimated)
-        ax.scatter(p.fps, p.top1, s=50, marker="o", facecolors="none" if hollow else "C0", edgecolors="C0")
-        ax.annotate(p.label + (" [estimated]" if hollow else ""), (p.fps, p.top1), fontsize=7,
-                    xytext=(4, 3), textcoords="offset points")
+        c = f"C{runs.index(p.run) % 10}"  # one colour per run; hollow = estimated
+        ax.scatter(p.fps, p.top1, s=50, marker="o", facecolors="none" if p.estimated else c, edgecolors=c)
+        ax.annotate(p.label, (p.fps, p.top1), fontsize=7, xytext=(4, 3), textcoords="offset points")
     front = sorted(front, key=lambda p: p.fps)
-    ax.plot([p.fps for p in front], [p.top1 for p in front], "C1--", label="Pareto front")
-    ax.scatter([], [], facecolors="none", edgecolors="C0", label="estimated (not measured)")
-    ax.scatter([], [], color="C0", label="measured")
+    ax.plot([p.fps for p in front], [p.top1 for p in front], "k--", lw=1, label="Pareto front")
+    ax.scatter([], [], facecolors="none", edgecolors="k", label="estimated (not measured)")
+    ax.scatter([], [], color="k", label="measured")
     ax.set_xscale("log")
     ax.set_xlabel("FPS (log scale)")
     ax.set_ylabel("top-1 %")
     ax.set_title("Accuracy vs speed across runs and targets")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    fig.savefig(out, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return out
 
@@ -149,7 +149,7 @@ def plot_energy(points: list[Point], out: Path) -> Path | None:
     ax.set_xlabel("energy per frame, mJ (hatched: estimated)")
     ax.tick_params(axis="y", labelsize=8)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    fig.savefig(out, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return out
 
