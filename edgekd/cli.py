@@ -234,6 +234,7 @@ def bench(
     precision_hint: str = typer.Option("f32", help="OpenVINO INFERENCE_PRECISION_HINT (f32 | bf16 | none)."),
     data: str | None = typer.Option(None, help="--compare: int8 calibration images (default: random inputs)."),
     calib: int = typer.Option(64, help="--compare: calibration images."),
+    passes: int = typer.Option(1, help="--compare: alternating rounds over all configurations (shared machines)."),
     json_out: Path | None = typer.Option(None, "--json", help="Write results, per-call latencies, machine and "
                                          "versions as JSON."),
     md_out: Path | None = typer.Option(None, "--md", help="Write the Markdown table here."),
@@ -244,7 +245,7 @@ def bench(
     opts = dict(batch=batch_size, threads=threads, streams=streams, mode=mode, requests=requests, iters=iters,
                 seconds=seconds, warmup=warmup, pin=pin, image_size=image_size,
                 precision_hint=None if precision_hint == "none" else precision_hint)
-    typer.echo(run_bench(model, runtime, opts, compare, data, calib, json_out, md_out))
+    typer.echo(run_bench(model, runtime, opts, compare, data, calib, json_out, md_out, passes))
 
 
 @app.command()

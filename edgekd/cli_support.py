@@ -87,7 +87,7 @@ def bench_file(model: Path, runtime: str | None, threads: int, iters: int, warmu
 
 
 def run_bench(model: Path, runtime: str | None, options: dict, compare: bool, data: str | None, calib: int,
-              json_out: Path | None, md_out: Path | None) -> str:
+              json_out: Path | None, md_out: Path | None, passes: int = 1) -> str:
     """`edgekd bench`: bench (or --compare) ``model``; writes --json / --md and returns the text to print."""
     from edgekd.bench.runner import BenchOptions, bench_path, payload, write_json
     from edgekd.bench.tables import markdown
@@ -95,6 +95,8 @@ def run_bench(model: Path, runtime: str | None, options: dict, compare: bool, da
     opts = BenchOptions(**options).check()
     if calib < 1:
         raise ConfigError("--calib must be positive")
+    if passes != 1 and not compare:
+        raise ConfigError("--passes is used by --compare only")
     if data is not None and not compare:
         raise ConfigError("--data is used by --compare only (int8 calibration)")
     decision = None
@@ -103,8 +105,8 @@ def run_bench(model: Path, runtime: str | None, options: dict, compare: bool, da
             raise ConfigError("--compare runs every runtime; drop --runtime")
         from edgekd.bench.compare import compare as run_compare
 
-        results, decision = run_compare(model, opts, data, calib)
-        notes = []
+        results, decision = run_compare(model, opts, data, calib, passes)
+        notes = decision["notes"]
     else:
         results, notes = bench_path(model, runtime, opts)
     if not results:

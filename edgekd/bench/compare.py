@@ -124,12 +124,21 @@ def rank(results: list[LatencyResult], mode: str) -> list[LatencyResult]:
     return sorted(results, key=lambda r: r.p50_ms)
 
 
+TIE = 1.10  # closer than this is within what a shared machine's noise moves a median between passes
+
+
+def _speedup(fast: LatencyResult, slow: LatencyResult, mode: str) -> float:
+    return fps_of(fast) / fps_of(slow) if mode == "throughput" else slow.p50_ms / fast.p50_ms
+
+
 def decide(ranked: list[LatencyResult], mode: str) -> dict:
-    """The deploy choice and, per runtime, whether its int8 model beats its best FP32 configuration."""
-    metric = (lambda r: fps_of(r)) if mode == "throughput" else (lambda r: r.p50_ms)
+    """The deploy choice and, per runtime, whether its int8 model beats its best FP32 configuration; gaps under
+    10 % are called ties rather than wins."""
     best = ranked[0]
     unit = f"{fps_of(best):.1f} img/s" if mode == "throughput" else f"p50 {best.p50_ms:.2f} ms"
-    lines = [f"deploy {best.model} in {best.runtime} ({unit}): the fastest of {len(ranked)} configurations here"]
+    tied = [r.model for r in ranked[1:] if _speedup(best, r, mode) < TIE]
+    lines = [f"deploy {best.model} in {best.runtime} ({unit}): the fastest of {len(ranked)} configurations here"
+             + (f"; within 10 % of it (a tie on this machine): {', '.join(tied)}" if tied else "")]
     int8: dict = {}
     for rt in sorted({r.runtime for r in ranked}):
         fp = [r for r in ranked if r.runtime == rt and r.precision == "fp32"]
@@ -137,29 +146,67 @@ def decide(ranked: list[LatencyResult], mode: str) -> dict:
         if not fp or not q:
             continue
         f, i = fp[0], q[0]  # ranked: the best of each
-        speedup = metric(i) / metric(f) if mode == "throughput" else metric(f) / metric(i)
-        faster = speedup > 1.0
-        int8[rt] = {"int8": i.model, "fp32": f.model, "speedup": round(speedup, 3), "int8_faster": faster}
-        lines.append(f"{rt}: int8 is {speedup:.2f}x the speed of its best FP32 ({'faster' if faster else 'SLOWER'}"
-                     f"{'' if faster else ': int8 does not pay off in this runtime on this CPU'})")
+        speedup = _speedup(f, i, mode) ** -1
+        verdict = "faster" if speedup >= TIE else "SLOWER" if speedup <= 1 / TIE else "no clear difference"
+        int8[rt] = {"int8": i.model, "fp32": f.model, "speedup": round(speedup, 3), "verdict": verdict}
+        lines.append(f"{rt}: int8 runs at {speedup:.2f}x the speed of its best FP32 -> {verdict}"
+                     + (": int8 does not pay off in this runtime on this CPU" if verdict == "SLOWER" else ""))
     return {"choice": {"model": best.model, "runtime": best.runtime, "precision": best.precision,
-                       "executed": best.executed_precision}, "int8_vs_fp32": int8, "statement": lines}
+                       "executed": best.executed_precision}, "ties": tied, "int8_vs_fp32": int8,
+            "statement": lines}
 
 
-def compare(path: Path, opts: BenchOptions, data: str | None = None, calib: int = 64,
+def _merge(parts: list[LatencyResult]) -> LatencyResult:
+    """Passes of one configuration as one result over all their timed calls."""
+    from edgekd.bench.latency import summarize
+
+    if len(parts) == 1:
+        return parts[0]
+    r = parts[0]
+    times = np.concatenate([np.asarray(p.latencies_ms) for p in parts])
+    extra = {"mode": r.mode, "streams": r.streams, "requests": r.requests, "warmup": r.warmup,
+             "duration_s": sum(p.duration_s for p in parts), "peak_rss_mb": max(p.peak_rss_mb or 0 for p in parts)}
+    if r.throughput_fps is not None:
+        extra["throughput_fps"] = float(np.median([p.throughput_fps for p in parts]))
+    return summarize(times, r.model, r.runtime, r.precision, r.executed_precision, r.threads, r.size_mb, r.batch,
+                     **extra)
+
+
+def _same_as_pinned(v: Variant, opts: BenchOptions) -> bool:
+    """True when OpenVINO's default precision on this CPU is f32 anyway (no bf16/f16 hardware): timing it again
+    would only rank noise."""
+    from edgekd.runtimes import runtime_for
+
+    with runtime_for(v.path, "openvino", opts.threads, None) as rt:
+        return rt.executed_precision.endswith("f32")
+
+
+def compare(path: Path, opts: BenchOptions, data: str | None = None, calib: int = 64, passes: int = 1,
             ) -> tuple[list[LatencyResult], dict]:
-    """Bench every variant of ``path``; returns the ranked results and the decision."""
+    """Bench every variant of ``path`` in ``passes`` alternating rounds; returns the ranked results and the
+    decision."""
+    if passes < 1:
+        raise ConfigError("--passes must be positive")
+    notes = []
     with ExitStack() as stack:
         found, how = variants_for(path, stack, data, calib, opts)
-        results = []
+        keep = []
         for v in found:
-            o = replace(opts, precision_hint=v.hint)
-            if v.runtime == "torch" and opts.mode == "throughput":
-                o = replace(o, mode="latency", requests=0)
-            results.append(bench_model(v.path, v.runtime, o, v.label, v.precision))
-    ranked = rank(results, opts.mode)
+            if v.runtime == "openvino" and v.hint is None and v.precision == "fp32" and _same_as_pinned(v, opts):
+                notes.append(f"{v.label}: OpenVINO's default precision here is f32, the same as the pinned run; "
+                             f"not timed twice")
+                continue
+            keep.append(v)
+        runs: dict[str, list[LatencyResult]] = {}
+        for _ in range(passes):
+            for v in keep:
+                o = replace(opts, precision_hint=v.hint)
+                if v.runtime == "torch" and opts.mode == "throughput":
+                    o = replace(o, mode="latency", requests=0)
+                runs.setdefault(v.label, []).append(bench_model(v.path, v.runtime, o, v.label, v.precision))
+    ranked = rank([_merge(parts) for parts in runs.values()], opts.mode)
     decision = decide(ranked, opts.mode)
-    decision["calibration"] = how
-    decision["caveat"] = ("latency only: accuracy of the int8 models is not measured here; run `edgekd verify` on "
-                          "the chosen model before deploying")
+    decision.update(calibration=how, passes=passes, notes=notes,
+                    caveat="latency only: accuracy of the int8 models is not measured here; run `edgekd verify` "
+                           "on the chosen model before deploying")
     return ranked, decision
