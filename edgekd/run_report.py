@@ -96,7 +96,7 @@ def plot_latency(points: list[Point], out: Path) -> Path | None:
         return None
     plt = _plt()
     fig, ax = plt.subplots(figsize=(9, 0.45 * len(pts) + 1.5))
-    ax.boxplot([p.latencies_ms for p in pts], vert=False, showfliers=True, flierprops={"markersize": 2})
+    ax.boxplot([p.latencies_ms for p in pts], orientation="horizontal", showfliers=True, flierprops={"markersize": 2})
     ax.set_yticks(range(1, len(pts) + 1), [p.label for p in pts], fontsize=8)
     ax.set_xscale("log")
     ax.set_xlabel("latency per call, ms (log scale; box: p25-p75, line: median)")
