@@ -62,6 +62,16 @@ class LatencyResult:
     fps: float
     size_mb: float
     estimated: str | None = None
+    # added for `edgekd bench` (defaults keep older stage caches and constructors valid)
+    batch: int = 1
+    mode: str = "latency"  # latency: one request at a time | throughput: several requests in flight
+    streams: int = 1
+    requests: int = 1
+    warmup: int = 0
+    duration_s: float = 0.0
+    throughput_fps: float | None = None  # images/s over the timed window (throughput mode)
+    peak_rss_mb: float | None = None  # process RSS high-water mark over load + run
+    latencies_ms: tuple[float, ...] = ()  # every timed call, for distribution plots
 
 
 def to_json(obj: Any) -> Any:

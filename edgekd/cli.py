@@ -273,22 +273,48 @@ def verify(
 
 @app.command()
 def bench(
-    model: Path = typer.Argument(..., help="Model file: .onnx or OpenVINO .xml."),
-    runtime: str | None = typer.Option(None, help="onnxruntime | openvino (default: by suffix)."),
-    threads: int = typer.Option(2),
-    iters: int = typer.Option(200),
-    warmup: int = typer.Option(20),
+    model: Path = typer.Argument(..., help="Model file (.onnx, OpenVINO .xml, student.safetensors + .json card), an "
+                                 "export folder, or a bundle (folder or .tar.gz)."),
+    runtime: str | None = typer.Option(None, help="torch | onnxruntime | openvino | tensorrt (default: by suffix)."),
+    compare: bool = typer.Option(False, "--compare", help="Every runtime x precision of MODEL, ranked, with the "
+                                 "deploy choice (FP32 ONNX: adds OpenVINO and NNCF int8 variants)."),
+    batch_size: int = typer.Option(1, help="Images per inference."),
+    threads: int = typer.Option(2, help="Inference threads."),
+    streams: int = typer.Option(1, help="OpenVINO streams (0: the hint decides); ORT throughput: thread groups."),
+    mode: str = typer.Option("latency", help="latency (one request at a time) | throughput (async, several "
+                             "requests in flight)."),
+    requests: int = typer.Option(0, help="Requests in flight in throughput mode (0: the runtime's optimum)."),
+    iters: int = typer.Option(200, help="Timed iterations (ignored with --seconds)."),
+    seconds: float | None = typer.Option(None, help="Time for this long instead of --iters."),
+    warmup: int = typer.Option(20, help="Untimed warm-up iterations."),
+    pin: bool = typer.Option(False, help="Pin the process to --threads CPUs (and OpenVINO ENABLE_CPU_PINNING)."),
     image_size: int | None = typer.Option(None, help="Input side when the model's input is dynamic."),
     precision_hint: str = typer.Option("f32", help="OpenVINO INFERENCE_PRECISION_HINT (f32 | bf16 | none)."),
-    json_out: Path | None = typer.Option(None, "--json", help="Write the result as JSON."),
+    data: str | None = typer.Option(None, help="--compare: int8 calibration images (default: random inputs)."),
+    calib: int = typer.Option(64, help="--compare: calibration images."),
+    passes: int = typer.Option(1, help="--compare: alternating rounds over all configurations (shared machines)."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write results, per-call latencies, machine and "
+                                         "versions as JSON."),
+    md_out: Path | None = typer.Option(None, "--md", help="Write the Markdown table here."),
 ) -> None:
-    """Batch-1 latency (p50/p90/p99), FPS and size of a model on this machine."""
-    from edgekd.cli_support import bench_file
-    from edgekd.report import print_table
+    """Latency (p50/p90/p99/mean), FPS or throughput, peak memory, size and executed precision on this machine."""
+    from edgekd.cli_support import run_bench
 
-    row = bench_file(model, runtime, threads, iters, warmup, image_size,
-                     None if precision_hint == "none" else precision_hint, json_out)
-    print_table([row], f"edgekd bench {model}")
+    opts = dict(batch=batch_size, threads=threads, streams=streams, mode=mode, requests=requests, iters=iters,
+                seconds=seconds, warmup=warmup, pin=pin, image_size=image_size,
+                precision_hint=None if precision_hint == "none" else precision_hint)
+    typer.echo(run_bench(model, runtime, opts, compare, data, calib, json_out, md_out, passes))
+
+
+@app.command()
+def report(
+    runs: list[Path] = typer.Argument(..., help="Run folders written by `edgekd compress` (or `bench --json` files)."),
+    out: Path = typer.Option(Path("report"), help="Folder for report.md and its PNG plots."),
+) -> None:
+    """Markdown report with plots: latency distributions, accuracy vs FPS Pareto, energy per frame."""
+    from edgekd.run_report import write_report
+
+    typer.echo(f"report: {write_report(runs, out)}")
 
 
 @app.command()

@@ -72,38 +72,58 @@ def verify_file(model: Path, reference: Path, data: str, target_name: str, preci
 
 def bench_file(model: Path, runtime: str | None, threads: int, iters: int, warmup: int, image_size: int | None,
                precision_hint: str | None, json_out: Path | None) -> dict:
-    from edgekd.bench.latency import bench_runtime
-    from edgekd.runtimes import runtime_for
+    """One model at batch 1 in latency mode, as a results-table row (kept for scripts written against it)."""
+    from edgekd.bench.runner import BenchOptions, bench_model, payload, write_json
 
-    if threads < 1 or iters < 1 or warmup < 0:
-        raise ConfigError("--threads and --iters must be positive, --warmup non-negative")
-    with runtime_for(model, runtime, threads, precision_hint) as rt:
-        shape = _input_shape(rt, image_size)
-        x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
-        size = sum(p.stat().st_size for p in (model, model.with_suffix(".bin")) if p.is_file()) / 1e6
-        prec = "int8" if "int8" in rt.executed_precision else "fp32"
-        res: LatencyResult = bench_runtime(rt, x, model.name, prec, threads, size, warmup, iters)
+    opts = BenchOptions(threads=threads, iters=iters, warmup=warmup, image_size=image_size,
+                        precision_hint=precision_hint)
+    res: LatencyResult = bench_model(model, runtime, opts)
     row = {"model": model.name, "format": model.suffix, "runtime": res.runtime, "precision": res.precision,
            "executed": res.executed_precision, "top1": None, "p50_ms": res.p50_ms, "p90_ms": res.p90_ms,
            "p99_ms": res.p99_ms, "fps": res.fps, "size_mb": res.size_mb, "parity": "-"}
     if json_out is not None:
-        from edgekd._deps import tool_versions
-
-        json_out.write_text(json.dumps({"result": to_json(res), "versions": tool_versions()}, indent=2))
+        write_json({"result": to_json(res), **payload([res], opts, [])}, json_out)
     return row
 
 
-def _input_shape(rt, image_size: int | None) -> list[int]:
-    """Batch 1 and the model's own static dims; dynamic spatial dims need --image-size."""
-    dims = rt.input_shape
-    shape = []
-    for i, d in enumerate(dims):
-        if isinstance(d, int) and d > 0:
-            shape.append(1 if i == 0 else d)
-        elif i == 0:
-            shape.append(1)
-        elif image_size is None:
-            raise ConfigError("the model's input size is dynamic; pass --image-size")
-        else:
-            shape.append(image_size)
-    return shape
+def run_bench(model: Path, runtime: str | None, options: dict, compare: bool, data: str | None, calib: int,
+              json_out: Path | None, md_out: Path | None, passes: int = 1) -> str:
+    """`edgekd bench`: bench (or --compare) ``model``; writes --json / --md and returns the text to print."""
+    from edgekd.bench.runner import BenchOptions, bench_path, payload, write_json
+    from edgekd.bench.tables import markdown
+
+    opts = BenchOptions(**options).check()
+    if calib < 1:
+        raise ConfigError("--calib must be positive")
+    if passes != 1 and not compare:
+        raise ConfigError("--passes is used by --compare only")
+    if data is not None and not compare:
+        raise ConfigError("--data is used by --compare only (int8 calibration)")
+    decision = None
+    if compare:
+        if runtime is not None:
+            raise ConfigError("--compare runs every runtime; drop --runtime")
+        from edgekd.bench.compare import compare as run_compare
+
+        results, decision = run_compare(model, opts, data, calib, passes)
+        notes = decision["notes"]
+    else:
+        results, notes = bench_path(model, runtime, opts)
+    if not results:
+        raise ConfigError(f"{model}: no model could be benchmarked here ({'; '.join(notes)})")
+    table = markdown(results)
+    text = [f"edgekd bench {model} ({opts.mode} mode, batch {opts.batch}, {opts.threads} threads)", "", table]
+    text += [f"note: {n}" for n in notes]
+    if decision:
+        text += ["", *decision["statement"], f"calibration: {decision['calibration']}", decision["caveat"]]
+    out = "\n".join(text)
+    if json_out is not None:
+        doc = payload(results, opts, notes, **({"decision": decision} if decision else {}))
+        if len(results) == 1:
+            doc["result"] = doc["results"][0]  # the single-model shape older scripts read
+        write_json(doc, json_out)
+    if md_out is not None:
+        md_out.parent.mkdir(parents=True, exist_ok=True)
+        md_out.write_text(out + "\n")
+    return out
+

@@ -4,20 +4,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgekd.errors import ConfigError
+from edgekd.errors import BackendError, ConfigError
 from edgekd.runtimes.base import Runtime
+
+RUNTIMES = ("torch", "onnxruntime", "openvino", "tensorrt")
+SUFFIX_RUNTIME = {".onnx": "onnxruntime", ".xml": "openvino", ".safetensors": "torch"}
 
 
 def runtime_for(path: str | Path, runtime: str | None = None, threads: int = 2,
-                precision_hint: str | None = "f32") -> Runtime:
-    """Open ``path`` in ``runtime`` (default: by suffix, .onnx -> onnxruntime, .xml -> openvino)."""
+                precision_hint: str | None = "f32", **options) -> Runtime:
+    """Open ``path`` in ``runtime`` (default: by suffix, .onnx -> onnxruntime, .xml -> openvino,
+    .safetensors -> torch). ``options`` go to the backend (OpenVINO: mode, streams, pin)."""
     path = Path(path)
+    if runtime is not None and runtime not in RUNTIMES:
+        raise ConfigError(f"unknown runtime {runtime!r}; known: {', '.join(RUNTIMES)}")
     if not path.is_file():
         raise ConfigError(f"model file {path} does not exist")
     if runtime is None:
-        runtime = {".onnx": "onnxruntime", ".xml": "openvino"}.get(path.suffix)
+        runtime = SUFFIX_RUNTIME.get(path.suffix)
         if runtime is None:
-            raise ConfigError(f"{path}: cannot tell the runtime from the suffix; expected .onnx or .xml")
+            raise ConfigError(f"{path}: cannot tell the runtime from the suffix; expected .onnx, .xml or "
+                              f".safetensors")
     if runtime == "onnxruntime":
         if path.suffix != ".onnx":
             raise ConfigError(f"{path}: onnxruntime reads .onnx files only")
@@ -25,7 +32,20 @@ def runtime_for(path: str | Path, runtime: str | None = None, threads: int = 2,
 
         return OrtRuntime(path, threads)
     if runtime == "openvino":
+        if path.suffix not in (".xml", ".onnx"):
+            raise ConfigError(f"{path}: openvino reads .xml or .onnx files")
         from edgekd.runtimes.openvino import OvRuntime
 
-        return OvRuntime(path, threads, precision_hint)
-    raise ConfigError(f"unknown runtime {runtime!r}; known: onnxruntime, openvino")
+        return OvRuntime(path, threads, precision_hint, **options)
+    if runtime == "torch":
+        if path.suffix != ".safetensors":
+            raise ConfigError(f"{path}: the torch runtime reads edgekd checkpoints (.safetensors + .json card)")
+        from edgekd.runtimes.torch import TorchRuntime
+
+        return TorchRuntime(path, threads)
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError as exc:
+        raise BackendError("tensorrt is not importable on this machine; bench TensorRT engines on the device "
+                           "(bundle: sh build_engine.sh, then trtexec)") from exc
+    raise BackendError("TensorRT benchmarking runs on the device with trtexec; edgekd bench does not drive it")
