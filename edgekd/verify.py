@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from edgekd.artifacts import ExportedModel, ParityResult
+from edgekd.errors import ConfigError
 from edgekd.progress import track
 from edgekd.runtimes import runtime_for
 from edgekd.runtimes.base import Runtime
 from edgekd.targets import ParityThresholds, Target
 
-RUNTIME_OF_FORMAT = {"onnx": "onnxruntime", "openvino": "openvino"}
+RUNTIME_OF_FORMAT = {"onnx": "onnxruntime", "openvino": "openvino", "qonnx": "qonnx"}
 
 
 def run_batches(rt: Runtime, inputs: np.ndarray, batch: int = 50, desc: str | None = None) -> np.ndarray:
@@ -49,4 +50,8 @@ def verify_model(exp: ExportedModel, inputs: np.ndarray, labels: np.ndarray, ref
     with runtime_for(exp.path, runtime, target.threads, target.openvino_inference_precision) as rt:
         out = run_batches(rt, inputs, desc=f"verify {exp.key}")
         executed = rt.executed_precision
-    return compare(exp.key, runtime, exp.precision, executed, ref, out, labels, target.parity[exp.precision])
+    # sub-8-bit weights (QONNX "w4a8") are held to the int8 thresholds: the target has no others
+    th = target.parity.get(exp.precision) or target.parity.get("int8")
+    if th is None:
+        raise ConfigError(f"target {target.name} has no parity thresholds for {exp.precision}")
+    return compare(exp.key, runtime, exp.precision, executed, ref, out, labels, th)

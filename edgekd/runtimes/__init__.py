@@ -10,10 +10,13 @@ from edgekd.runtimes.base import Runtime
 
 def runtime_for(path: str | Path, runtime: str | None = None, threads: int = 2,
                 precision_hint: str | None = "f32") -> Runtime:
-    """Open ``path`` in ``runtime`` (default: by suffix, .onnx -> onnxruntime, .xml -> openvino)."""
+    """Open ``path`` in ``runtime`` (default: by suffix, .onnx -> onnxruntime, .xml -> openvino; QONNX files
+    (``*.qonnx.onnx``) -> qonnx's executor: onnxruntime cannot run the ``Quant`` op)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"model file {path} does not exist")
+    if runtime is None and path.name.endswith(".qonnx.onnx"):
+        runtime = "qonnx"
     if runtime is None:
         runtime = {".onnx": "onnxruntime", ".xml": "openvino"}.get(path.suffix)
         if runtime is None:
@@ -28,4 +31,8 @@ def runtime_for(path: str | Path, runtime: str | None = None, threads: int = 2,
         from edgekd.runtimes.openvino import OvRuntime
 
         return OvRuntime(path, threads, precision_hint)
-    raise ConfigError(f"unknown runtime {runtime!r}; known: onnxruntime, openvino")
+    if runtime == "qonnx":
+        from edgekd.runtimes.qonnx import QonnxRuntime
+
+        return QonnxRuntime(path)
+    raise ConfigError(f"unknown runtime {runtime!r}; known: onnxruntime, openvino, qonnx")
