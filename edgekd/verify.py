@@ -51,7 +51,7 @@ def verify_model(exp: ExportedModel, inputs: np.ndarray, labels: np.ndarray, ref
         out = run_batches(rt, inputs, desc=f"verify {exp.key}")
         executed = rt.executed_precision
     # sub-8-bit weights (QONNX "w4a8") are held to the int8 thresholds: the target has no others
-    th = target.parity.get(exp.precision) or target.parity.get("int8")
+    th = target.parity.get("int8" if exp.precision.startswith("w") else exp.precision)
     if th is None:
         raise ConfigError(f"target {target.name} has no parity thresholds for {exp.precision}")
     return compare(exp.key, runtime, exp.precision, executed, ref, out, labels, th)
