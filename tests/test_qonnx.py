@@ -114,3 +114,18 @@ def test_fp32_onnx_is_refused_with_a_clear_message(qdq):
         QonnxExporter().export(Path(qdq["fp32"].path), qdq["tmp"], "bad")
     with pytest.raises(ModelError, match="2..8"):
         QonnxExporter(weight_bits=12).export(Path(qdq["int8"].path), qdq["tmp"], "bad")
+
+
+def test_the_parity_gate_verifies_qonnx_on_a_capped_sample(qdq, monkeypatch):
+    import edgekd.verify as verify
+    from edgekd.export.qonnx import QonnxExporter
+    from edgekd.targets import load_target
+
+    if qdq["name"] == "unet":
+        pytest.skip("compare() takes classification logits")
+    monkeypatch.setattr(verify, "QONNX_SAMPLES", 3)
+    exp = QonnxExporter().export(Path(qdq["int8"].path), qdq["tmp"], "gate")
+    ref = _ort(qdq["int8"].path, qdq["x"], optimized=False)
+    res = verify.verify_model(exp, qdq["x"], ref.argmax(1), ref, load_target("cpu-x86"))
+    assert res.passed and res.samples == 3 and res.runtime == "qonnx", res
+    assert "qonnx" not in verify.RUNTIME_OF_FORMAT  # bench never times the reference executor
