@@ -3,10 +3,10 @@
     .venv/bin/python benchmarks/export_matrix.py --size 96 --samples 64 --qonnx-samples 8
 
 Students are created with random weights (no training); inputs are random normal images. Reference: the
-PyTorch model's logits. Labels are the reference's own top-1, so "accuracy drop" equals 100 x (1 - agreement).
-Random-weight logits are nearly tied, so int8 top-1 agreement here is a pessimistic measure (trained models
-keep wider margins); cosine and max |diff| say more. Thresholds: cpu-x86's (fp32, int8); fp16 and w4a8 borrow
-fp32's / int8's (cpu-x86 defines none for them), fp16 without the |diff| gate.
+PyTorch model's logits. Gates: cpu-x86's top-1 agreement and max |diff| (fp32: >= 0.99 and <= 1e-3; int8:
+>= 0.90); fp16 and w4a8 borrow fp32's / int8's (cpu-x86 defines none for them), fp16 without the |diff| gate;
+no accuracy-drop gate, as random inputs have no labels. Random-weight logits are nearly tied, so int8 top-1
+agreement here is a pessimistic measure (trained models keep wider margins); cosine says more.
 
 Rows: ONNX fp32 and int8 (NNCF PTQ, symmetric `performance` preset, random calibration) in ONNX Runtime;
 OpenVINO IR fp32, fp16 (weights compressed, f32 compute) and int8 (NNCF PTQ on the IR) in OpenVINO CPU; QONNX
@@ -31,13 +31,9 @@ STUDENTS = ("mobilevit_xxs", "efficientnet_b0", "mobilenetv3_small_100")
 
 
 def _thresholds(target, precision: str):
-    from edgekd.targets import ParityThresholds
-
-    if precision == "fp16":
-        fp32 = target.parity["fp32"]
-        return ParityThresholds(min_top1_agreement=fp32.min_top1_agreement, max_abs_diff=None,
-                                max_metric_drop=fp32.max_metric_drop)
-    return target.parity["int8" if precision.startswith("w") else precision]
+    """cpu-x86's agreement and |diff| gates; no accuracy-drop gate (random inputs have no labels)."""
+    th = target.parity["fp32" if precision == "fp16" else "int8" if precision.startswith("w") else precision]
+    return th.model_copy(update={"max_metric_drop": 100.0, **({"max_abs_diff": None} if precision == "fp16" else {})})
 
 
 def run_student(arch: str, size: int, n: int, nq: int, tmp: Path, target) -> list[dict]:

@@ -71,11 +71,17 @@ def _normalise(proto) -> None:
         if dims:
             dims[0].Clear()
             dims[0].dim_value = 1
+    _prune(proto)
+    onnx.checker.check_model(proto)
+
+
+def _prune(proto) -> None:
+    """Drop initializers no node reads."""
+    g = proto.graph
     used = {i for n in g.node for i in n.input}
     keep = [i for i in g.initializer if i.name in used]
     del g.initializer[:]
     g.initializer.extend(keep)
-    onnx.checker.check_model(proto)
 
 
 def _requantize_weights(model, bits: int) -> int:
@@ -132,17 +138,19 @@ def to_qonnx(qdq_path: Path, out: Path, weight_bits: int = 8) -> Path:
     require("qonnx")
     import onnx
     from qonnx.core.modelwrapper import ModelWrapper
-    from qonnx.transformation.general import GiveUniqueNodeNames, RemoveUnusedTensors
-    from qonnx.transformation.infer_shapes import InferShapes
     from qonnx.transformation.qcdq_to_qonnx import QCDQToQuant
 
     proto = onnx.load(str(qdq_path))
     _normalise(proto)
+    proto = onnx.shape_inference.infer_shapes(proto)  # what qonnx's InferShapes does for a graph of standard ops
+    # qonnx's ModelWrapper helpers scan the whole graph per lookup, so its per-transform cleanup, deep copies
+    # and initializer value-info fix-up cost minutes on MobileViT; none is needed here
     try:
-        model = ModelWrapper(proto).transform(InferShapes()).transform(QCDQToQuant())
-        model = model.transform(InferShapes()).transform(GiveUniqueNodeNames()).transform(RemoveUnusedTensors())
+        model = ModelWrapper(proto, fix_missing_initializer_valueinfo=False)
+        model = model.transform(QCDQToQuant(), make_deepcopy=False, cleanup=False)
     except Exception as exc:  # noqa: BLE001 - qonnx raises bare exceptions / assertions
         raise BackendError(f"qonnx could not convert {qdq_path}: {str(exc).splitlines()[0]}") from exc
+    _prune(model.model)
     left = sorted({n.op_type for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")})
     if left:
         raise BackendError(f"qonnx left {', '.join(left)} nodes in {qdq_path} (unsupported Q/DQ pattern)")
