@@ -142,7 +142,9 @@ def to_qonnx(qdq_path: Path, out: Path, weight_bits: int = 8) -> Path:
 
     proto = onnx.load(str(qdq_path))
     _normalise(proto)
-    proto = onnx.shape_inference.infer_shapes(proto)  # what qonnx's InferShapes does for a graph of standard ops
+    # what qonnx's InferShapes does for standard ops, plus data propagation: with batch 1 it makes every shape
+    # static (MobileViT's Shape->Reshape chains otherwise stay symbolic, which qonnx's executor reads as 0)
+    proto = onnx.shape_inference.infer_shapes(proto, data_prop=True)
     # qonnx's ModelWrapper helpers scan the whole graph per lookup, so its per-transform cleanup, deep copies
     # and initializer value-info fix-up cost minutes on MobileViT; none is needed here
     try:
@@ -160,6 +162,33 @@ def to_qonnx(qdq_path: Path, out: Path, weight_bits: int = 8) -> Path:
     tmp = out.with_name(out.name + ".tmp")
     model.save(str(tmp))
     os.replace(tmp, out)
+    return out
+
+
+def with_batch(proto, batch: int):
+    """A copy of a QONNX ModelProto whose input/output batch is ``batch``, every shape re-inferred statically.
+
+    ONNX's shape inference has no schema for ``Quant``; as its output has its input's shape, each Quant stands
+    in as an Identity while shapes are inferred (with data propagation, so Shape->Reshape chains resolve)."""
+    import copy
+
+    import onnx
+    from onnx import helper
+
+    out = copy.deepcopy(proto)
+    g = out.graph
+    del g.value_info[:]
+    for v in list(g.input) + list(g.output):
+        dims = v.type.tensor_type.shape.dim
+        if dims:
+            dims[0].Clear()
+            dims[0].dim_value = batch
+    probe = copy.deepcopy(out)
+    for i, n in enumerate(probe.graph.node):
+        if n.op_type == "Quant":
+            probe.graph.node[i].CopyFrom(helper.make_node("Identity", [n.input[0]], list(n.output), name=n.name))
+    inferred = onnx.shape_inference.infer_shapes(probe, data_prop=True)
+    g.value_info.extend(inferred.graph.value_info)
     return out
 
 
