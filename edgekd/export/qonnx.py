@@ -11,9 +11,11 @@ after two normalisations of NNCF's graph that qonnx 1.0 cannot take as is:
 - the batch is fixed to 1 (FPGA dataflow graphs are static; qonnx's executor reads a dynamic batch as 0),
   and NNCF's Identity nodes are dropped (qonnx's RemoveIdentityOps takes ~45 s on a small MobileNet).
 
-Weights can be re-quantized to fewer bits (``weight_bits``, e.g. 4): the Quant nodes on weights get that bit
-width and a per-output-channel symmetric scale max|w| / (2^(b-1) - 1) (narrow range). QONNX's ``Quant`` takes
-any bit width, so this is plain QONNX; activations keep the Q/DQ graph's 8 bits.
+Weights can be re-quantized to fewer bits (``weight_bits``, e.g. 4). ``QCDQToQuant`` derives a bit width only
+from the Q/DQ element type (int8/uint8) or a Clip between Q and DQ, and NNCF's PTQ writes 8 bits, so below 8
+the Quant nodes on weights get that bit width and a per-output-channel symmetric scale max|w| / (2^(b-1) - 1)
+(narrow range) after conversion: plain min-max, no calibration or QAT. QONNX's ``Quant`` takes any bit width,
+so the file is plain QONNX; activations keep the Q/DQ graph's 8 bits.
 """
 
 from __future__ import annotations
