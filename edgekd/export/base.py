@@ -22,6 +22,6 @@ EXPORTERS: Registry[type] = Registry("exporter")
 
 def get_exporter(name: str) -> Exporter:
     # importing the backend modules registers them; each imports its heavy backend lazily
-    from edgekd.export import onnx, openvino  # noqa: F401
+    from edgekd.export import onnx, openvino, qonnx  # noqa: F401
 
     return EXPORTERS.get(name)()

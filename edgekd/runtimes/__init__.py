@@ -7,19 +7,22 @@ from pathlib import Path
 from edgekd.errors import BackendError, ConfigError
 from edgekd.runtimes.base import Runtime
 
-RUNTIMES = ("torch", "onnxruntime", "openvino", "tensorrt")
+RUNTIMES = ("torch", "onnxruntime", "openvino", "tensorrt", "qonnx")
 SUFFIX_RUNTIME = {".onnx": "onnxruntime", ".xml": "openvino", ".safetensors": "torch"}
 
 
 def runtime_for(path: str | Path, runtime: str | None = None, threads: int = 2,
                 precision_hint: str | None = "f32", **options) -> Runtime:
     """Open ``path`` in ``runtime`` (default: by suffix, .onnx -> onnxruntime, .xml -> openvino,
-    .safetensors -> torch). ``options`` go to the backend (OpenVINO: mode, streams, pin)."""
+    .safetensors -> torch; QONNX files (``*.qonnx.onnx``) -> qonnx's executor: onnxruntime cannot run the
+    ``Quant`` op). ``options`` go to the backend (OpenVINO: mode, streams, pin)."""
     path = Path(path)
     if runtime is not None and runtime not in RUNTIMES:
         raise ConfigError(f"unknown runtime {runtime!r}; known: {', '.join(RUNTIMES)}")
     if not path.is_file():
         raise ConfigError(f"model file {path} does not exist")
+    if runtime is None and path.name.endswith(".qonnx.onnx"):
+        runtime = "qonnx"
     if runtime is None:
         runtime = SUFFIX_RUNTIME.get(path.suffix)
         if runtime is None:
@@ -37,6 +40,10 @@ def runtime_for(path: str | Path, runtime: str | None = None, threads: int = 2,
         from edgekd.runtimes.openvino import OvRuntime
 
         return OvRuntime(path, threads, precision_hint, **options)
+    if runtime == "qonnx":
+        from edgekd.runtimes.qonnx import QonnxRuntime
+
+        return QonnxRuntime(path)
     if runtime == "torch":
         if path.suffix != ".safetensors":
             raise ConfigError(f"{path}: the torch runtime reads edgekd checkpoints (.safetensors + .json card)")
