@@ -47,9 +47,13 @@ def write_bundle(r) -> dict:
         key = f"{d['format']}-{d['precision']}"
         for f in d["files"]:
             shutil.copy2(f, tmp / Path(f).name)
+        # QONNX has no runtime here: its latency is the FPGA estimate, its runtime the target's (e.g. FINN's driver)
+        measured, est = lat.get(key), lat.get(f"{key}@{target.name}")
+        bench = measured or est
         entry = {"file": Path(d["path"]).name, "format": d["format"], "precision": d["precision"],
-                 "runtime": {"onnx": "onnxruntime", "openvino": "openvino"}[d["format"]],
-                 "p50_ms": lat[key]["p50_ms"], "fps": lat[key]["fps"], "latency": "measured on the build machine",
+                 "runtime": {"onnx": "onnxruntime", "openvino": "openvino"}.get(d["format"], target.runtimes[0]),
+                 "p50_ms": bench["p50_ms"], "fps": bench["fps"],
+                 "latency": "measured on the build machine" if measured else est["estimated"],
                  "top1": next(m["metric"] for m in res["verify"]["models"] if m["model"] == key)}
         if d["format"] == "onnx" and "tensorrt" in target.formats:
             from edgekd.export.tensorrt import build_script
@@ -125,7 +129,7 @@ def _write_samples(r, folder: Path, models: list[dict]) -> dict:
     x = r.data.preprocess.batch([src.image(i) for i in range(len(src))])
     arrays = {"input": x}
     for m in models:
-        runtime = "openvino" if m["format"] == "openvino" else "onnxruntime"
+        runtime = {"openvino": "openvino", "qonnx": "qonnx"}.get(m["format"], "onnxruntime")
         with runtime_for(folder / m["file"], runtime, 1, "f32") as rt:
             arrays[f"output:{m['file']}"] = np.concatenate([rt(x[i:i + 1]) for i in range(len(x))])
     np.savez(folder / SAMPLES, **arrays)
@@ -147,7 +151,7 @@ def check_samples(path: Path, manifest: dict) -> int:
         ref = outs.get(m["file"])
         if ref is None:
             raise ConfigError(f"{path}: {info['file']} has no stored outputs for {m['file']}")
-        runtime = "openvino" if m["format"] == "openvino" else "onnxruntime"
+        runtime = {"openvino": "openvino", "qonnx": "qonnx"}.get(m["format"], "onnxruntime")
         with runtime_for(path / m["file"], runtime, 1, "f32") as rt:
             out = np.concatenate([rt(x[i:i + 1]) for i in range(len(x))])
         diff = float(np.abs(out - ref).max())

@@ -63,6 +63,11 @@ def preflight(r: Run) -> None:
             mine = [p.teacher for p in cfg.features if p.teacher_index == k]
             if mine and kinds[k] != "onnx":
                 FeatureTap(create_timm(parse_spec(t.spec)[1], 2), mine, ["auto"] * len(mine), f"teacher {t.spec}")
+    from edgekd.export.preflight import preflight_student
+
+    # the untrained student through the target's runtimes: an op they refuse fails now, not after training
+    checked = preflight_student(cfg.student, 10, cfg.image_size or 64, r.target)
+    console.print(f"pre-flight: untrained {cfg.student} runs in {', '.join(checked)} ({r.target.name})")
 
 
 def teacher(r: Run) -> dict:
@@ -156,10 +161,22 @@ def export(r: Run) -> list[dict]:
             console.print(f"exported {exp.key}: {exp.path} ({exp.size_mb():.2f} MB)")
             out.append(to_json(exp))
             continue
+        if fmt == "qonnx":  # QONNX is made from the int8 Q/DQ graph in the quantize stage
+            continue
         exp = get_exporter(fmt).export(onnx_path, r.path("export", "x").parent, "student-fp32")
         console.print(f"exported {exp.key}: {exp.path} ({exp.size_mb():.2f} MB)")
         out.append(to_json(exp))
     return out
+
+
+def qonnx_from(r: Run, qdq: Path) -> dict:
+    """QONNX for FPGA flows (the target's weight bit width) from an int8 Q/DQ ONNX."""
+    from edgekd.export.qonnx import QonnxExporter
+
+    bits = r.target.fpga.weight_bits if r.target.fpga else 8
+    exp = QonnxExporter(bits).export(Path(qdq), r.path("export", "x").parent, "student-int8")
+    console.print(f"exported {exp.key} ({bits}-bit weights) from {Path(qdq).name}: {exp.path} ({exp.size_mb():.2f} MB)")
+    return to_json(exp)
 
 
 def quantize(r: Run) -> list[dict]:
@@ -175,6 +192,7 @@ def quantize(r: Run) -> list[dict]:
 
     r.path("quantize.json").unlink(missing_ok=True)  # a torch-route report of an earlier config no longer applies
     transformer = "vit" in r.cfg.student or "former" in r.cfg.student
+    # FPGA dataflow (QONNX) and TensorRT want symmetric int8: targets say so with quant_preset
     preset = r.target.quant_preset or r.cfg.quant_preset
     out = []
     for d in r.results["export"]:
@@ -192,6 +210,13 @@ def quantize(r: Run) -> list[dict]:
                           f"TensorRT Q/DQ check passed: {rep.quantize_nodes} QuantizeLinear, "
                           f"{rep.per_channel_weights} per-channel weights, symmetric int8")
         out.append(to_json(exp))
+    if "qonnx" in r.target.formats:
+        qdq = next((Path(d["path"]) for d in out if d["format"] == "onnx"), None)
+        if qdq is None:  # the target ships no ONNX: its Q/DQ graph is made only to derive the QONNX
+            fp32 = r.path("export", "student-fp32.onnx")
+            qdq = Path(ptq(ExportedModel("onnx", "fp32", str(fp32), (str(fp32),)), calib, fp32.parent,
+                           "student-int8-qdq", preset, transformer, tuple(r.cfg.quant_ignored_scope)).path)
+        out.append(qonnx_from(r, qdq))
     return out
 
 
@@ -264,6 +289,47 @@ def bench(r: Run) -> list[dict]:
         out.append(to_json(res))
     if r.target.estimate is not None:
         out += _estimates(r)
+    if r.target.fpga is not None:
+        out += _fpga_estimates(r)
+    for row in out:
+        _energy(r, row)
+    return out
+
+
+def _energy(r: Run, row: dict) -> None:
+    """Energy per frame from the target's power model at the row's FPS: always labelled estimated (no meter is
+    read in the pipeline; `edgekd.bench.energy.measure_energy` reads RAPL / NVML / Jetson rails where present)."""
+    from edgekd.bench.energy import estimate_energy
+
+    # a row measured here is the target only when the target is this kind of machine (a CPU)
+    if r.target.power is None or not row.get("fps") or not (row.get("estimated") or r.target.device == "cpu"):
+        return
+    how = row.get("estimated") or "FPS measured on this machine"
+    e = estimate_energy(row["fps"], r.target, row["model"], how)
+    row["energy"] = to_json(e)
+    row["energy_mj_per_frame"] = e.j_per_frame * 1e3
+
+
+def _fpga_estimates(r: Run) -> list[dict]:
+    """FINN-style dataflow FPS / latency of each QONNX model on the FPGA target (labelled estimated)."""
+    from edgekd.artifacts import LatencyResult
+    from edgekd.bench.fpga import fpga_estimate
+
+    out = []
+    for d in r.results["quantize"]:
+        exp = from_json(ExportedModel, d)
+        if exp.format != "qonnx":
+            continue
+        # the same graph as Q/DQ ONNX: ONNX's shape inference does not know QONNX's Quant op
+        qdq = next(p for p in (Path(exp.path).with_name(n) for n in ("student-int8-qdq.onnx", "student-int8.onnx"))
+                   if p.is_file())
+        est = fpga_estimate(qdq, r.target)
+        ms = est.latency_ms
+        res = LatencyResult(f"{exp.key}@{r.target.name}", "finn", exp.precision, f"w{est.weight_bits}a"
+                            f"{est.activation_bits}", 0, 0, ms, ms, ms, ms, est.fps, exp.size_mb(),
+                            estimated=est.estimated)
+        console.print(f"{res.model}: {est.fps:.0f} FPS, {est.frames_per_j:.1f} Frames/J, [yellow]{est.estimated}[/]")
+        out.append(to_json(res))
     return out
 
 
