@@ -103,6 +103,9 @@ def write_bundle(r) -> dict:
         manifest["quantization"] = {"method": "ptq", "preset": r.target.quant_preset or r.cfg.quant_preset,
                                     "calib_samples": r.cfg.calib_samples}
     manifest["samples"] = _write_samples(r, tmp, models)
+    write_runner(tmp / RUNNER)
+    manifest["runner"] = {"file": RUNNER, "needs": "python >= 3.10, numpy, Pillow and the model's runtime",
+                          "usage": f"python {RUNNER} . image.jpg  |  python {RUNNER} . --bench"}
     manifest["files"] = {p.name: sha256(p) for p in sorted(tmp.iterdir())}
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
     shutil.rmtree(final, ignore_errors=True)
@@ -113,6 +116,27 @@ def write_bundle(r) -> dict:
         tf.add(final, arcname=r.cfg.name)
     os.replace(tar_tmp, tar)
     return {"path": str(final), "tarball": str(tar), "manifest": manifest, "rows": rows}
+
+
+RUNNER = "run.pyz"
+# the on-device runner and everything it imports: no torch, timm or other edgekd module
+RUNNER_MODULES = ("__init__.py", "run.py", "bundle.py", "errors.py", "preprocess.py", "_deps.py",
+                  "runtimes/__init__.py", "runtimes/base.py", "runtimes/onnxruntime.py", "runtimes/openvino.py")
+
+
+def write_runner(out: Path) -> None:
+    """``run.pyz``: a zipapp of edgekd's torch-free runner, so a copied bundle runs where only numpy, Pillow and
+    onnxruntime (or openvino) are installed: ``python run.pyz BUNDLE image.jpg``."""
+    import tempfile
+    import zipapp
+
+    pkg = Path(__file__).resolve().parent
+    with tempfile.TemporaryDirectory() as tmp:
+        for rel in RUNNER_MODULES:
+            dst = Path(tmp) / "edgekd" / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(pkg / rel, dst)
+        zipapp.create_archive(tmp, out, main="edgekd.run:main_exit")
 
 
 SAMPLES = "samples.npz"

@@ -134,5 +134,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-if __name__ == "__main__":
+def main_exit() -> None:
+    """Entry point of the bundle's ``run.pyz``."""
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    main_exit()

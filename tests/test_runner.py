@@ -134,3 +134,41 @@ def test_verify_bundle_runs_the_stored_samples_and_catches_a_swapped_model(tiny_
     (b / "manifest.json").write_text(json.dumps(manifest))
     bad = subprocess.run([sys.executable, "-m", "edgekd", "verify-bundle", str(b)], capture_output=True, text=True)
     assert bad.returncode == 2 and "does not reproduce its stored sample outputs" in bad.stderr, bad.stderr
+
+
+@pytest.mark.slow
+def test_copied_bundle_runs_in_a_clean_venv_with_only_onnxruntime_numpy_pillow(tiny_run, tmp_path):
+    """The tarball is copied and unpacked elsewhere; a new venv gets only onnxruntime, numpy and Pillow (no torch,
+    no edgekd); the bundle's own run.pyz classifies a JPEG and benchmarks the model."""
+    import venv
+
+    from PIL import Image
+
+    venv_dir = tmp_path / "venv"
+    venv.create(venv_dir, with_pip=True)
+    py = venv_dir / "bin" / "python"
+    pip = subprocess.run([str(py), "-m", "pip", "install", "-q", "onnxruntime", "numpy", "pillow"],
+                         capture_output=True, text=True)
+    if pip.returncode != 0:
+        pytest.skip(f"cannot install onnxruntime/numpy/Pillow into a new venv here: {pip.stderr[-300:]}")
+    have = subprocess.run([str(py), "-c", "import importlib.util as u; print([m for m in ('torch', 'timm', "
+                           "'edgekd', 'openvino') if u.find_spec(m)])"], capture_output=True, text=True, cwd=tmp_path)
+    assert have.stdout.strip() == "[]", have.stdout
+    tarball = next(tiny_run["out"].glob("*.tar.gz"))
+    device = tmp_path / "device"
+    device.mkdir()
+    with tarfile.open(tarball) as tf:
+        tf.extractall(device, filter="data")
+    bundle = next(device.iterdir())
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    onnx_model = next(m["file"] for m in manifest["models"] if m["format"] == "onnx")
+    img = tmp_path / "shape.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(img)
+    res = subprocess.run([str(py), str(bundle / "run.pyz"), str(bundle), str(img), "--model", onnx_model,
+                          "--json"], capture_output=True, text=True, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = json.loads(res.stdout.splitlines()[0])
+    assert out["label"] in manifest["labels"]
+    res = subprocess.run([str(py), str(bundle / "run.pyz"), str(bundle), "--bench", "--iters", "5", "--model",
+                          onnx_model], capture_output=True, text=True, cwd=tmp_path)
+    assert res.returncode == 0 and "FPS" in res.stdout, res.stderr[-2000:]
