@@ -128,5 +128,16 @@ def test_tensorrt_engine_builds_from_the_qdq_onnx(tmp_path):
 
     if not available():
         pytest.skip("import tensorrt fails here")
-    out = build_engine(Path(_qdq(tmp_path, "performance").path), tmp_path / "m.engine", TensorRTSettings(), True)
+    from edgekd.export.tensorrt import make_tensorrt_ready
+
+    qdq = Path(_qdq(tmp_path, "performance").path)
+    make_tensorrt_ready(qdq)
+    out = build_engine(qdq, tmp_path / "m.engine", TensorRTSettings(), True)
     assert out.stat().st_size > 0
+    # the engine computes what onnxruntime computes from the same Q/DQ graph (the parity gate's TensorRT leg)
+    from edgekd.runtimes import runtime_for
+
+    x = np.random.default_rng(0).standard_normal((4, 3, 64, 64)).astype(np.float32)
+    with runtime_for(out, "tensorrt") as trt_rt, runtime_for(qdq, "onnxruntime") as ort_rt:
+        a, b = trt_rt(x), ort_rt(x)
+    assert (a.argmax(1) == b.argmax(1)).mean() >= 0.75 and trt_rt.executed_precision.startswith("int8")

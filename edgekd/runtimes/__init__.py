@@ -55,4 +55,8 @@ def runtime_for(path: str | Path, runtime: str | None = None, threads: int = 2,
     except ImportError as exc:
         raise BackendError("tensorrt is not importable on this machine; bench TensorRT engines on the device "
                            "(bundle: sh build_engine.sh, then trtexec)") from exc
-    raise BackendError("TensorRT benchmarking runs on the device with trtexec; edgekd bench does not drive it")
+    if path.suffix not in (".engine", ".plan", ".trt"):
+        raise ConfigError(f"{path}: the tensorrt runtime reads serialized engines (.engine / .plan)")
+    from edgekd.runtimes.tensorrt import TrtRuntime
+
+    return TrtRuntime(path)
