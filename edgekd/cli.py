@@ -296,6 +296,9 @@ def bench(
     json_out: Path | None = typer.Option(None, "--json", help="Write results, per-call latencies, machine and "
                                          "versions as JSON."),
     md_out: Path | None = typer.Option(None, "--md", help="Write the Markdown table here."),
+    energy: str | None = typer.Option(None, help="Also measure J/frame (idle subtracted): auto | rapl | nvml | "
+                                      "jetson-rails | tegrastats | estimate (the --target power model, labelled)."),
+    target: str = typer.Option("cpu-x86", help="With --energy: the target whose power model is the fallback."),
 ) -> None:
     """Latency (p50/p90/p99/mean), FPS or throughput, peak memory, size and executed precision on this machine."""
     from edgekd.cli_support import run_bench
@@ -303,7 +306,13 @@ def bench(
     opts = dict(batch=batch_size, threads=threads, streams=streams, mode=mode, requests=requests, iters=iters,
                 seconds=seconds, warmup=warmup, pin=pin, image_size=image_size,
                 precision_hint=None if precision_hint == "none" else precision_hint)
+    if energy is not None and (compare or not model.is_file()):
+        raise ConfigError("--energy measures one model file; drop --compare or give a .onnx / .xml file")
     typer.echo(run_bench(model, runtime, opts, compare, data, calib, json_out, md_out, passes))
+    if energy is not None:
+        from edgekd.cli_support import bench_energy
+
+        typer.echo(bench_energy(model, runtime, opts, energy, target, json_out))
 
 
 @app.command()

@@ -127,3 +127,26 @@ def run_bench(model: Path, runtime: str | None, options: dict, compare: bool, da
         md_out.write_text(out + "\n")
     return out
 
+
+
+def bench_energy(model: Path, runtime: str | None, options: dict, meter: str, target_name: str,
+                 json_out: Path | None) -> str:
+    """`edgekd bench --energy`: J per image and images/J of one model, idle subtracted, meter and method stated."""
+    from edgekd.bench.energy import measure_energy
+    from edgekd.bench.runner import input_shape
+    from edgekd.runtimes import runtime_for
+    from edgekd.targets import load_target
+
+    target = load_target(target_name)
+    batch = options["batch"]
+    with runtime_for(model, runtime, options["threads"], options["precision_hint"]) as rt:
+        x = np.random.default_rng(0).standard_normal(input_shape(rt, batch, options["image_size"])).astype(np.float32)
+        e = measure_energy(lambda: rt(x), max(20, options["iters"]), meter=None if meter == "auto" else meter,
+                           target=target, model=model.name)
+    if json_out is not None and json_out.is_file():
+        doc = json.loads(json_out.read_text())
+        doc["energy"] = to_json(e)
+        json_out.write_text(json.dumps(doc, indent=2))
+    per_j = "-" if e.frames_per_j is None else f"{e.frames_per_j * batch:.1f}"
+    return (f"energy: {e.j_per_frame * 1e3 / batch:.2f} mJ/image, {per_j} images/J (idle {e.idle_w:.1f} W subtracted,"
+            f" {e.active_w:.1f} W active; meter {e.meter}): {'measured' if e.measured else e.estimated}")

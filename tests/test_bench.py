@@ -159,3 +159,20 @@ def test_old_latency_records_still_load():
            "size_mb": 1.0, "estimated": None}
     r = from_json(LatencyResult, old)
     assert r.mode == "latency" and r.batch == 1 and r.latencies_ms == () and r.peak_rss_mb is None
+
+
+def test_energy_per_image_is_measured_or_labelled_estimated(tiny, tmp_path):
+    """No meter can be read on this project's machines: the power-model estimate is used and says so, with why."""
+    from edgekd.bench.energy import pick_meter
+    from edgekd.targets import load_target
+
+    out = tmp_path / "e.json"
+    res = _bench(tiny["xml"], "--iters", "30", "--warmup", "2", "--energy", "auto", "--json", out)
+    line = next(x for x in res.output.splitlines() if x.startswith("energy:"))
+    e = json.loads(out.read_text())["energy"]
+    assert e["j_per_frame"] > 0 and "mJ/image" in line
+    if pick_meter(None, load_target("cpu-x86")).estimated:
+        assert not e["measured"] and e["estimated"].startswith("estimated: power model of cpu-x86")
+        assert line.endswith(e["estimated"]) and "no meter here" in line
+    else:
+        assert e["measured"] and e["estimated"] is None and line.endswith("measured")
