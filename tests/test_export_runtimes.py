@@ -93,3 +93,36 @@ def test_runtime_refuses_unknown_suffix(tmp_path):
 def test_exported_model_size(exported):
     assert isinstance(exported["openvino"], ExportedModel) and len(exported["openvino"].files) == 2
     assert exported["openvino"].size_mb() > 0
+
+
+@pytest.fixture(scope="module")
+def unet(tmp_path_factory):
+    from edgekd.models.unet import TinyUNet
+
+    out = tmp_path_factory.mktemp("unet")
+    torch.manual_seed(0)
+    model = TinyUNet(3).eval()
+    x = np.random.default_rng(0).standard_normal((8, 3, 32, 32)).astype(np.float32)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    return {"path": export_torch(model, torch.zeros(1, 3, 32, 32), out / "u-fp32.onnx", {}), "x": x, "ref": ref,
+            "out": out}
+
+
+@pytest.mark.parametrize("fmt,precision", [("onnx", "fp32"), ("openvino", "fp32"), ("openvino", "fp16"),
+                                           ("onnx", "int8"), ("openvino", "int8")])
+def test_tiny_unet_exports_load_and_pass_verify_on_masks(unet, fmt, precision):
+    """Per-pixel class logits [N, C, H, W]: verify's agreement is then mask (pixel) agreement."""
+    from edgekd.export.openvino import OpenVinoExporter
+
+    fp32 = get_exporter("onnx").export(unet["path"], unet["out"], "u-fp32")
+    if fmt == "openvino":
+        fp32 = OpenVinoExporter(precision="fp16" if precision == "fp16" else "fp32").export(
+            unet["path"], unet["out"], f"u-{precision}")
+    exp = quantize(fp32, unet["x"], unet["out"], f"u-int8-{fmt}", "performance") if precision == "int8" else fp32
+    assert exp.precision == precision
+    target = load_target("cpu-x86")
+    res = verify_model(exp, unet["x"], unet["ref"].argmax(1), unet["ref"],
+                       target.model_copy(update={"parity": {**target.parity, "fp16": target.parity["fp32"]}}))
+    assert res.passed, res.reason
+    assert res.top1_agreement >= (0.999 if precision != "int8" else 0.9)
