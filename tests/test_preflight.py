@@ -16,6 +16,7 @@ def _fpga_target():
     raw = load_target("cpu-x86").model_dump()
     raw.update(name="fpga-test", device="fpga", formats=["qonnx"], runtimes=["onnxruntime"], precisions=["int8"])
     raw["parity"] = {"int8": raw["parity"]["int8"]}
+    raw["fpga"] = load_target("fpga-zu").fpga.model_dump()  # an FPGA target must describe its part
     return Target.model_validate(raw)
 
 
