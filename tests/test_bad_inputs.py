@@ -49,6 +49,10 @@ CASES = [
     ("out is a non-run folder", ["compress", "--overwrite", "--out", "{tmp}"], 2, "not an edgekd run folder"),
     ("out is a file", ["compress", "--out", "{tmp}/precious.txt"], 2, "is not a folder"),
     ("layers: unknown model", ["layers", "timm:resnet9000"], 4, "unknown timm model"),
+    ("quantize: unknown method", ["quantize", "--run", "{tmp}/r", "--method", "awq"], 2, "choose ptq or qad"),
+    ("quantize: nothing to quantize", ["quantize"], 2, "nothing to quantize"),
+    ("quantize: QAD of a bare file", ["quantize", "{tmp}/precious.txt", "--method", "qad"], 2, "pass --run"),
+    ("quantize: --run without a run", ["quantize", "--run", "{tmp}/empty"], 2, "holds no edgekd run"),
 ]
 
 
