@@ -237,11 +237,10 @@ def _quantize_run(run_dir: Path, target: str | None, **opts) -> None:
     if not saved.is_file():
         raise ConfigError(f"--run {run_dir} holds no edgekd run (no run.json)")
     info = json.loads(saved.read_text())
-    values = {**info["config"], "quantize_method": opts.pop("method"),
-              "quant_ignored_scope": opts.pop("ignore") or None,
-              **{k: v for k, v in {"calib_samples": opts.pop("calib"), "quant_preset": opts.pop("preset")}.items()}}
-    values.update(opts)
-    cfg = make_config(None, **{k: v for k, v in values.items() if v is not None})
+    # options given now override the run's saved ones; the rest stay as they were
+    given = {"quantize_method": opts.pop("method"), "quant_ignored_scope": opts.pop("ignore") or None,
+             "calib_samples": opts.pop("calib"), "quant_preset": opts.pop("preset"), **opts}
+    cfg = make_config(None, **{**info["config"], **{k: v for k, v in given.items() if v is not None}})
     r = run(cfg, load_target(target or info["target"]), run_dir, until="verify")
     for m in r.results["verify"]["models"]:
         if m["precision"] == "int8":
