@@ -106,9 +106,11 @@ def test_qad_of_a_run_exports_standard_qdq_onnx_and_an_int8_ir(run_copy):
     rep = json.loads((run / "quantize.json").read_text())
     assert rep["method"] == "qad" and len(rep["qad"]["history"]) == 2 and rep["guard"]["met"]
     assert rep["qad"]["kept"].startswith(("qad", "ptq"))
-    # the exported files compute what the torch QAT model computes
+    # the exported files compute what the torch QAT model computes (a 1-epoch model's logits are nearly tied, so
+    # top-1 agreement is no fair measure here; the CIFAR benchmark reports it on a trained one)
     for key in ("onnx-int8", "openvino-int8"):
-        assert rep["export_vs_torch_qat"][key]["top1_agreement"] >= 0.9, rep["export_vs_torch_qat"]
+        p = rep["export_vs_torch_qat"][key]
+        assert p["cosine"] > 0.98 and p["max_abs_diff"] < 0.1 * max(1.0, p["max_abs_logit"]), p
     m = onnx.load(str(run / "export" / "student-int8.onnx"))
     ops = {n.op_type for n in m.graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops and "FakeQuantize" not in ops

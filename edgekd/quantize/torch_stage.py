@@ -129,8 +129,10 @@ def _export(r, model, card: dict, report: dict) -> list[dict]:
         with runtime_for(exp.path, {"onnx": "onnxruntime", "openvino": "openvino"}[fmt], r.target.threads,
                          r.target.openvino_inference_precision) as rt:
             out = run_batches(rt, x)
+        cos = (out * ref).sum(1) / (np.linalg.norm(out, axis=1) * np.linalg.norm(ref, axis=1) + 1e-12)
         parity[exp.key] = {"top1_agreement": float((out.argmax(1) == ref.argmax(1)).mean()),
-                           "max_abs_diff": float(np.abs(out - ref).max()), "samples": len(x)}
+                           "max_abs_diff": float(np.abs(out - ref).max()), "cosine": float(cos.mean()),
+                           "max_abs_logit": float(np.abs(ref).max()), "samples": len(x)}
         console.print(f"exported {exp.key} from the QAT model: {exp.path} ({exp.size_mb():.2f} MB); agreement with "
                       f"torch QAT {parity[exp.key]['top1_agreement']:.4f}, max|diff| "
                       f"{parity[exp.key]['max_abs_diff']:.3g}")
