@@ -19,7 +19,7 @@ import copy
 import json
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,14 +44,6 @@ class QuantSpec:
     # TensorRT's explicit quantization: symmetric, signed int8 everywhere, per-tensor activations
     tensorrt: bool = False
     batch: int = 32
-
-
-@dataclass
-class QatState:
-    """A QAT model and what is known about it."""
-
-    model: nn.Module
-    notes: dict = field(default_factory=dict)
 
 
 def nncf_torch():
