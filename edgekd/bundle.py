@@ -32,6 +32,7 @@ def write_bundle(r) -> dict:
     from edgekd.report import markdown_table, results_rows
 
     res, target = r.results, r.target
+    metric = res["verify"].get("metric", "top1")  # top1 or miou
     passed = {m["model"] for m in res["verify"]["models"] if m["passed"]}
     chosen = [d for d in res["export"] + res["quantize"]
               if d["precision"] == target.bundle_precision and f"{d['format']}-{d['precision']}" in passed]
@@ -54,7 +55,7 @@ def write_bundle(r) -> dict:
                  "runtime": {"onnx": "onnxruntime", "openvino": "openvino"}.get(d["format"], target.runtimes[0]),
                  "p50_ms": bench["p50_ms"], "fps": bench["fps"],
                  "latency": "measured on the build machine" if measured else est["estimated"],
-                 "top1": next(m["metric"] for m in res["verify"]["models"] if m["model"] == key)}
+                 metric: next(m["metric"] for m in res["verify"]["models"] if m["model"] == key)}
         if d["format"] == "onnx" and "tensorrt" in target.formats:
             from edgekd.export.tensorrt import build_script
             from edgekd.targets import TensorRTSettings
@@ -80,12 +81,16 @@ def write_bundle(r) -> dict:
         "task": r.cfg.task,
         "target": target.name,
         "input": {"name": "input", "shape": [1, 3, h, w], "dtype": "float32", "layout": "NCHW"},
-        "output": {"name": "logits", "shape": [1, len(r.data.classes)], "dtype": "float32"},
+        "output": {"name": "logits", "dtype": "float32",
+                   "shape": [1, len(r.data.classes)] + ([h, w] if r.cfg.task == "segment" else [])},
         "preprocess": r.data.preprocess.to_dict(),
         "labels": r.data.classes,
+        **({"masks": {"values": "0/255" if r.data.test.binary_masks else "class index",
+                      "resize": "nearest, back to each image's own size"}} if r.cfg.task == "segment" else {}),
         "models": models,
         "recommended": models[0]["file"],
-        "metrics": {"teacher_top1": res["verify"]["teacher_top1"], "student_fp32_top1": res["verify"]["student_top1"],
+        "metrics": {"metric": metric, f"teacher_{metric}": res["verify"][f"teacher_{metric}"],
+                    f"student_fp32_{metric}": res["verify"][f"student_{metric}"],
                     "samples": res["verify"]["samples"], "bench_threads": target.threads,
                     "latency_measured_on": versions["cpu"]},
         "student": {"arch": res["distill"]["arch"], "params_m": res["distill"]["params_m"]},
@@ -105,7 +110,9 @@ def write_bundle(r) -> dict:
     manifest["samples"] = _write_samples(r, tmp, models)
     write_runner(tmp / RUNNER)
     manifest["runner"] = {"file": RUNNER, "needs": "python >= 3.10, numpy, Pillow and the model's runtime",
-                          "usage": f"python {RUNNER} . image.jpg  |  python {RUNNER} . --bench"}
+                          "usage": f"python {RUNNER} . image.jpg  |  python {RUNNER} . --bench"
+                          + (" (segmentation: masks written as PNG to --out, default ./masks)"
+                             if r.cfg.task == "segment" else "")}
     manifest["files"] = {p.name: sha256(p) for p in sorted(tmp.iterdir())}
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
     shutil.rmtree(final, ignore_errors=True)
@@ -200,7 +207,8 @@ def _report(r, rows: list[dict], table: str) -> str:
         f"({r.results['teacher']['how']}). Student: `{cfg.student}`, "
         f"schedule {_schedule(cfg)}. int8: NNCF PTQ, {cfg.calib_samples} calibration images, "
         f"preset `{cfg.quant_preset}`.\n\n"
-        f"Accuracy on {r.results['verify']['samples']} held-out test images; latency measured on this machine at "
+        f"{'mIoU' if cfg.task == 'segment' else 'Accuracy'} on {r.results['verify']['samples']} held-out test "
+        f"images; latency measured on this machine at "
         f"batch 1 with {r.target.threads} threads (median of {cfg.bench_iters} runs after {cfg.bench_warmup} "
         f"warm-up; torch rows use half as many).\n\n{table}\n"
     )

@@ -28,6 +28,7 @@ def _teachers(specs: list[str], weights: list[Path]) -> list[dict]:
     return [{"spec": s, "weights": weights[i] if i < len(weights) else None} for i, s in enumerate(specs)]
 
 
+METRIC_NAME = {"top1": "top-1", "miou": "mIoU"}
 TEACHER_HELP = ("Teacher, repeatable: timm:NAME, edgekd:cifar_resnet56 (with --teacher-weights) or onnx:PATH "
                 "(black box, logits only).")
 
@@ -122,7 +123,9 @@ def distill(
 
     if rank() != 0:
         return
-    typer.echo(f"student: {r.results['distill']['path']} (test top-1 {r.results['distill']['test_top1']:.2f}%)")
+    d = r.results["distill"]
+    m = d.get("metric", "top1")
+    typer.echo(f"student: {d['path']} (test {'mIoU' if m == 'miou' else 'top-1'} {d[f'test_{m}']:.2f}%)")
 
 
 @app.command("train-teacher")
@@ -144,9 +147,13 @@ def train_teacher(
     if epochs < 1 or batch_size < 1 or lr <= 0:
         raise ConfigError("--epochs and --batch-size must be positive and --lr > 0")
     recipe = TeacherRecipe(arch=arch, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
-    _, card = build_teacher(load_data(data, image_size, seed=seed), recipe, weights,
+    from edgekd.models.segmentation import is_seg_model
+
+    task = "segment" if is_seg_model(arch) else "classify"  # a U-Net trains on images/ + masks/
+    _, card = build_teacher(load_data(data, image_size, seed=seed, task=task), recipe, weights,
                             out.with_name(out.stem + "-train"), out, retrain=True)
-    typer.echo(f"teacher {arch}: {out} (test top-1 {card['test_top1']:.2f}%)")
+    m = card["metric"]
+    typer.echo(f"teacher {arch}: {out} (test {'mIoU' if m == 'miou' else 'top-1'} {card[f'test_{m}']:.2f}%)")
 
 
 @app.command()
@@ -244,7 +251,8 @@ def _quantize_run(run_dir: Path, target: str | None, **opts) -> None:
     r = run(cfg, load_target(target or info["target"]), run_dir, until="verify")
     for m in r.results["verify"]["models"]:
         if m["precision"] == "int8":
-            typer.echo(f"{m['model']}: top-1 {m['metric']:.2f}% ({m['metric_delta']:+.2f} vs the FP32 student on "
+            label = METRIC_NAME.get(r.results["verify"].get("metric"), "top-1")
+            typer.echo(f"{m['model']}: {label} {m['metric']:.2f}% ({m['metric_delta']:+.2f} vs the FP32 student on "
                        f"{r.results['verify']['samples']} test images), executed {m['executed_precision']}")
     typer.echo(f"report: {run_dir / ('quantize.json' if (run_dir / 'quantize.json').is_file() else 'verify.json')}")
 

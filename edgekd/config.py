@@ -67,23 +67,28 @@ class RunConfig(BaseModel):
     task: Literal["classify", "segment"] = "classify"
     data: str = "builtin:shapes10"
     teachers: list[TeacherSpec] = Field(default_factory=list)
-    teacher_arch: str = Field(default="mobilevit_s", description="timm name trained when no teacher is given")
+    teacher_arch: str | None = Field(default=None, description="model trained when no teacher is given (default: "
+                                     "mobilevit_s; segment: unet_resnet18)")
     teacher_epochs: PositiveInt = 60
-    student: str = "mobilevit_xxs"
-    image_size: PositiveInt | None = None
+    student: str | None = Field(default=None, description="default: mobilevit_xxs; segment: "
+                                "unet_mobilenetv3_large_100, or unet_plain16 on FPGA targets")
+    image_size: PositiveInt | None = Field(default=None, description="input side (segment: the long side, the "
+                                           "images' aspect kept)")
     epochs: PositiveInt = 8
-    batch_size: PositiveInt = 64
+    batch_size: PositiveInt | None = Field(default=None, description="default 64; segment 8")
     lr: PositiveFloat = 2e-3
     weight_decay: float = Field(default=0.05, ge=0)
-    loss: str = Field(default="kd", description="shorthand for one loss term (kd, ce, dkd, multi_teacher)")
-    temperature: PositiveFloat = 4.0
-    alpha: float = Field(default=0.9, ge=0, le=1)
+    loss: str | None = Field(default=None, description="shorthand for one loss term (kd, ce, dkd, multi_teacher; "
+                             "segment: pixel_kd, dice_ce, cwd...); default kd, segment pixel_kd")
+    temperature: PositiveFloat | None = Field(default=None, description="of kd / pixel_kd (default 4; segment 1)")
+    alpha: float | None = Field(default=None, ge=0, le=1, description="soft-target share (default 0.9; segment 0.5)")
     losses: list[LossTerm] = Field(default_factory=list, description="weighted loss terms (overrides `loss`)")
     features: list[FeaturePair] = Field(default_factory=list, description="layer pairs for hint / attention")
     stages: list[StageSpec] = Field(default_factory=list, description="progressive schedule (overrides epochs)")
     optimizer: Literal["adamw", "sgd"] = "adamw"
     warmup_epochs: float = Field(default=1.0, ge=0)
-    select_metric: Literal["top1", "macro_f1"] = "top1"
+    select_metric: Literal["top1", "macro_f1", "miou"] | None = Field(
+        default=None, description="validation metric that picks the best epoch (default top1; segment miou)")
     augment: bool = False
     teacher_cache_views: NonNegativeInt = Field(
         default=0, description="with augment: draw each image from this many fixed views (flip x crop) and run "
@@ -113,13 +118,37 @@ class RunConfig(BaseModel):
     bench_warmup: NonNegativeInt = 20
 
 
+TASK_DEFAULTS = {
+    "classify": {"student": "mobilevit_xxs", "teacher_arch": "mobilevit_s", "loss": "kd", "temperature": 4.0,
+                 "alpha": 0.9, "select_metric": "top1", "batch_size": 64},
+    "segment": {"student": "unet_mobilenetv3_large_100", "teacher_arch": "unet_resnet18", "loss": "pixel_kd",
+                "temperature": 1.0, "alpha": 0.5, "select_metric": "miou", "batch_size": 8},
+}
+# FPGA dataflow flows take plain conv / ReLU / pool / upsample / concat graphs
+FPGA_STUDENT = {"segment": "unet_plain16"}
+
+
+def resolve(cfg: RunConfig, device: str | None = None) -> RunConfig:
+    """Fill the options left unset with the task's defaults (and the FPGA student on ``device="fpga"``)."""
+    fill = {k: v for k, v in TASK_DEFAULTS[cfg.task].items() if getattr(cfg, k) is None}
+    if "student" in fill and device == "fpga" and cfg.task in FPGA_STUDENT:
+        fill["student"] = FPGA_STUDENT[cfg.task]
+    if cfg.task == "segment" and cfg.select_metric in ("top1", "macro_f1"):
+        raise ConfigError(f"select_metric {cfg.select_metric} is a classification metric; segmentation uses miou")
+    if cfg.task == "classify" and cfg.select_metric == "miou":
+        raise ConfigError("select_metric miou is for --task segment")
+    return cfg.model_copy(update=fill) if fill else cfg
+
+
 def schedule(cfg: RunConfig) -> list[StageSpec]:
     """The stages to train: the recipe's ``stages``, or one stage of ``epochs`` with ``losses`` (or ``loss``)."""
     if cfg.stages:
         return list(cfg.stages)
     terms = list(cfg.losses)
     if not terms:
-        params = {"temperature": cfg.temperature, "alpha": cfg.alpha} if cfg.loss in ("kd", "multi_teacher") else {}
+        cfg = resolve(cfg)
+        soft = ("kd", "multi_teacher", "pixel_kd")
+        params = {"temperature": cfg.temperature, "alpha": cfg.alpha} if cfg.loss in soft else {}
         terms = [LossTerm(name=cfg.loss, **params)]
     return [StageSpec(name="distill", epochs=cfg.epochs, losses=terms)]
 

@@ -40,7 +40,7 @@ class Run:
         from edgekd.data import load_data
 
         return load_data(self.cfg.data, self.cfg.image_size, self.cfg.val_fraction, self.cfg.seed,
-                         self.cfg.max_train_samples, self.cfg.max_eval_samples)
+                         self.cfg.max_train_samples, self.cfg.max_eval_samples, self.cfg.task)
 
     def path(self, *parts: str) -> Path:
         p = self.root.joinpath(*parts)
@@ -108,8 +108,10 @@ def _wait_for(cache: Path, chain: str, poll_s: float = 2.0) -> Any:
 
 def run(cfg: RunConfig, target: Target, root: Path, overwrite: bool = False, until: str | None = None) -> Run:
     """Run the stages in order (up to ``until``), reusing cached results whose options did not change."""
+    from edgekd.config import resolve
     from edgekd.stages import preflight
 
+    cfg = resolve(cfg, target.device)  # the task's defaults, written to run.json as used
     preflight(Run(cfg, target, root))
     main = rank() == 0
     if main:

@@ -46,6 +46,13 @@ class Preprocess:
         resample = {"bilinear": Image.BILINEAR, "nearest": Image.NEAREST, "bicubic": Image.BICUBIC}
         return np.asarray(Image.fromarray(img).resize((w, h), resample[self.interpolation]))
 
+    def resize_mask(self, mask: np.ndarray) -> np.ndarray:
+        """uint8 HxW class indices -> ``size`` (nearest: class values are never blended)."""
+        h, w = self.size
+        if mask.shape[:2] == (h, w):
+            return mask
+        return np.asarray(Image.fromarray(mask).resize((w, h), Image.NEAREST))
+
     def normalize(self, img: np.ndarray) -> np.ndarray:
         """uint8 HxWx3 (already at ``size``) -> float32 3xHxW."""
         x = img.astype(np.float32) / 255.0

@@ -1,7 +1,8 @@
-"""The on-device runner: classify images with a bundle, or time it. Needs numpy, Pillow and the bundle's runtime
-(onnxruntime or openvino); never torch or timm.
+"""The on-device runner: classify or segment images with a bundle, or time it. Needs numpy, Pillow and the
+bundle's runtime (onnxruntime or openvino); never torch or timm.
 
     python -m edgekd.run BUNDLE image.jpg [more.jpg ...] [--top 3] [--json]
+    python -m edgekd.run BUNDLE image.jpg ... --out masks/     (segmentation bundles: one PNG mask per image)
     python -m edgekd.run BUNDLE --bench [--iters 200]
 
 BUNDLE is the bundle folder or its .tar.gz (extracted safely to a temporary folder). Every file is checked
@@ -69,6 +70,30 @@ def classify(rt, pre: Preprocess, labels: list[str], images: list[Path], top: in
     return out
 
 
+def segment(rt, pre: Preprocess, labels: list[str], images: list[Path], out: Path, binary: bool) -> list[dict]:
+    """Per-pixel classes of each image, resized (nearest) to the image's own size and written as ``out/STEM.png``:
+    0/255 for binary bundles, class indices otherwise."""
+    from PIL import Image
+
+    out.mkdir(parents=True, exist_ok=True)
+    results = []
+    for path in images:
+        try:
+            img = load_image(path)
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{path}: not a readable image ({exc})") from exc
+        mask = rt(pre(img)[None])[0].argmax(0).astype(np.uint8)
+        mask = np.asarray(Image.fromarray(mask).resize((img.shape[1], img.shape[0]), Image.NEAREST))
+        dst = out / f"{path.stem}.png"
+        tmp = dst.with_name(dst.name + ".tmp")
+        Image.fromarray(mask * 255 if binary else mask).save(tmp, format="PNG")
+        tmp.replace(dst)
+        counts = np.bincount(mask.ravel(), minlength=len(labels))
+        results.append({"image": str(path), "mask": str(dst),
+                        "fractions": {labels[i]: round(float(c) / mask.size, 5) for i, c in enumerate(counts)}})
+    return results
+
+
 def bench(rt, pre: Preprocess, iters: int, warmup: int = 10) -> dict:
     x = np.random.default_rng(0).random((1, 3, *pre.size), dtype=np.float32)
     for _ in range(warmup):
@@ -89,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", help="model file in the bundle (default: the manifest's recommended one)")
     ap.add_argument("--top", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0, help="0: all cores")
+    ap.add_argument("--out", type=Path, default=Path("masks"), help="segmentation bundles: folder for the PNG masks")
     ap.add_argument("--bench", action="store_true", help="time batch-1 inference instead of classifying")
     ap.add_argument("--iters", type=int, default=200)
     ap.add_argument("--json", action="store_true", help="print JSON")
@@ -103,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                 bundle = safe_extract(bundle, Path(tmp))
             manifest = verify_bundle_dir(bundle)
             if not args.bench and not args.images:
-                raise ConfigError("give image files to classify, or --bench")
+                raise ConfigError("give image files to classify or segment, or --bench")
             import os
 
             threads = args.threads or os.cpu_count() or 1
@@ -117,8 +143,16 @@ def main(argv: list[str] | None = None) -> int:
                           f"{entry['file']} ({rt.name}, {threads} threads): p50 {res['p50_ms']:.2f} ms, "
                           f"{res['fps']:.1f} FPS")
                     return 0
-                results = classify(rt, pre, manifest["labels"], args.images, max(1, args.top))
+                if manifest.get("task") == "segment":
+                    binary = manifest.get("masks", {}).get("values") == "0/255"
+                    results = segment(rt, pre, manifest["labels"], args.images, args.out, binary)
+                else:
+                    results = classify(rt, pre, manifest["labels"], args.images, max(1, args.top))
             for r in results:
+                if "mask" in r:
+                    fr = ", ".join(f"{k} {v:.3f}" for k, v in r["fractions"].items())
+                    print(json.dumps(r) if args.json else f"{r['image']}: mask {r['mask']}  ({fr})")
+                    continue
                 tops = ", ".join(f"{t['label']} {t['p']:.3f}" for t in r["top"])
                 print(json.dumps(r) if args.json else f"{r['image']}: {r['label']}  ({tops})")
             return 0

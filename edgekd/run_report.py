@@ -67,8 +67,9 @@ def _point(run: str, e: dict, verify: dict | None) -> Point:
     top1 = None
     if verify:
         acc = {m["model"]: m["metric"] for m in verify.get("models", [])}
-        top1 = verify.get("teacher_top1") if key.startswith("teacher") else (
-            verify.get("student_top1") if key == "student-torch" else acc.get(key))
+        m = verify.get("metric", "top1")  # the task's metric: top1 or miou
+        top1 = verify.get(f"teacher_{m}") if key.startswith("teacher") else (
+            verify.get(f"student_{m}") if key == "student-torch" else acc.get(key))
     fps = e.get("throughput_fps") or e["fps"]
     return Point(run, e["model"], e["runtime"], e["precision"], e["p50_ms"], fps, top1, e.get("estimated"),
                  list(e.get("latencies_ms") or []), e.get("energy_mj_per_frame"))

@@ -11,15 +11,37 @@ from edgekd.errors import ConfigError, ParityError
 from edgekd.pipeline import Run
 from edgekd.progress import console
 
+SEG_VERIFY_MAX = 200  # segmentation test images verify holds in memory at once (dense logits per runtime)
 # teachers trained by this project and shipped under models/ (with a model card), by (data, arch)
 SHIPPED_TEACHERS = {("builtin:shapes10", "mobilevit_s"): "shapes10-mobilevit_s.safetensors"}
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
 
 def _inputs(r: Run, split: str, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """The first n preprocessed samples of a split (class-balanced), as float32 NCHW + labels."""
+    """The first n preprocessed samples of a split (class-balanced), as float32 NCHW + labels (segmentation:
+    masks [n, H, W] at the input size)."""
     src = getattr(r.data, split).head(n)
-    return r.data.preprocess.batch([src.image(i) for i in range(len(src))]), src.labels
+    return r.data.preprocess.batch([src.image(i) for i in range(len(src))]), src.targets(r.data.preprocess)
+
+
+def _preflight_segment(r: Run) -> None:
+    """Segmentation runs: dense students and teachers, and the image/mask folder checked before any training."""
+    from edgekd.models.segmentation import is_seg_model
+    from edgekd.teacher import parse_spec
+
+    cfg = r.cfg
+    archs = [("student", cfg.student)] + [("teacher", v) for k, v in (parse_spec(t.spec) for t in cfg.teachers)
+                                          if k != "onnx"]
+    if not cfg.teachers:
+        archs.append(("teacher_arch", cfg.teacher_arch))
+    for role, arch in archs:
+        if not is_seg_model(arch):
+            raise ConfigError(f"--task segment: {role} {arch} is a classifier; use a segmentation model "
+                              f"(unet_plain16, unet_mobilenetv3_large_100, unet_resnet18, unet_<timm encoder>)")
+    data = r.data  # scans images/ + masks/: a missing mask or a size mismatch fails here
+    console.print(f"segmentation data: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test "
+                  f"image-mask pairs, classes {', '.join(data.classes)}, input {data.preprocess.size[0]}x"
+                  f"{data.preprocess.size[1]}")
 
 
 def preflight(r: Run) -> None:
@@ -32,8 +54,6 @@ def preflight(r: Run) -> None:
     from edgekd.teacher import parse_spec
 
     cfg = r.cfg
-    if cfg.task != "classify":
-        raise ConfigError("--task segment is not available yet (segmentation lands with issue 9); use classify")
     kinds = []
     for t in cfg.teachers:
         kind, value = parse_spec(t.spec)
@@ -50,6 +70,11 @@ def preflight(r: Run) -> None:
     for st in schedule(cfg):
         build_mix(st)  # unknown loss names and parameters fail here
     check_schedule(cfg, kinds or ["torch"])
+    if cfg.task == "segment":
+        _preflight_segment(r)
+    elif any(n.startswith("unet_") for n in (cfg.student, cfg.teacher_arch)):
+        raise ConfigError(f"{cfg.student if cfg.student.startswith('unet_') else cfg.teacher_arch} is a "
+                          f"segmentation model; add --task segment (with a folder of images/ and masks/)")
     names = {cfg.student, *(v for k, v in map(parse_spec, (t.spec for t in cfg.teachers)) if k != "onnx")}
     for name in names:
         if not is_model(name):
@@ -66,7 +91,8 @@ def preflight(r: Run) -> None:
     from edgekd.export.preflight import preflight_student
 
     # the untrained student through the target's runtimes: an op they refuse fails now, not after training
-    checked = preflight_student(cfg.student, 10, cfg.image_size or 64, r.target)
+    size = 64 if cfg.task == "segment" else cfg.image_size or 64  # op support does not depend on the size
+    checked = preflight_student(cfg.student, len(r.data.classes) if cfg.task == "segment" else 10, size, r.target)
     console.print(f"pre-flight: untrained {cfg.student} runs in {', '.join(checked)} ({r.target.name})")
 
 
@@ -82,7 +108,7 @@ def teacher(r: Run) -> dict:
         if kind == "onnx":
             card = onnx_teacher_card(Path(value), r.data, view)
         else:
-            recipe = TeacherRecipe(arch=value, epochs=cfg.teacher_epochs, seed=cfg.seed)
+            recipe = TeacherRecipe(arch=value, epochs=cfg.teacher_epochs, seed=cfg.seed, **_seg_batch(cfg))
             out = r.path("teacher", f"teacher{i}.safetensors")
             work = r.path("teacher", f"train{i}-{r.stage_key}")
             _, card = build_teacher(r.data, recipe, spec.weights, work, out, view=view)
@@ -90,7 +116,7 @@ def teacher(r: Run) -> dict:
         card["weight"] = spec.weight
         cards.append(card)
     if not cfg.teachers:
-        recipe = TeacherRecipe(arch=cfg.teacher_arch, epochs=cfg.teacher_epochs, seed=cfg.seed)
+        recipe = TeacherRecipe(arch=cfg.teacher_arch, epochs=cfg.teacher_epochs, seed=cfg.seed, **_seg_batch(cfg))
         weights = None
         if (cfg.data, cfg.teacher_arch) in SHIPPED_TEACHERS:
             shipped = MODELS_DIR / SHIPPED_TEACHERS[(cfg.data, cfg.teacher_arch)]
@@ -100,40 +126,52 @@ def teacher(r: Run) -> dict:
         if weights is not None:
             card["how"] = f"shipped with edgekd: models/{weights.name}"
         cards.append({"path": str(out), **card, "weight": 1.0})
+    m = cards[0]["metric"]
     for c in cards:
-        console.print(f"teacher {c['arch']} ({c['how']}): test top-1 {c['test_top1']:.2f}%")
+        console.print(f"teacher {c['arch']} ({c['how']}): test {METRIC_LABEL[m]} {c[f'test_{m}']:.2f}%")
     slim = [{k: v for k, v in c.items() if k != "history"} for c in cards]
     return {"teachers": slim, "arch": " + ".join(c["arch"] for c in cards), "how": "; ".join(c["how"] for c in cards),
-            "test_top1": cards[0]["test_top1"]}
+            "metric": m, f"test_{m}": cards[0][f"test_{m}"]}
+
+
+METRIC_LABEL = {"top1": "top-1", "miou": "mIoU"}
+
+
+def _seg_batch(cfg) -> dict:
+    """Segmentation teachers train at the run's batch size (dense maps: 64 images of 320x480 do not fit)."""
+    return {"batch_size": cfg.batch_size} if cfg.task == "segment" else {}
 
 
 def distill(r: Run) -> dict:
     """Train the student through the recipe's schedule; best weights by the validation metric."""
     from edgekd.data.torchdata import loader
     from edgekd.distill.engine import distill_student
-    from edgekd.distill.metrics import report
-    from edgekd.distill.trainer import predict
+    from edgekd.distill.trainer import test_report
     from edgekd.models.factory import create_timm, save_checkpoint
 
     cfg, data = r.cfg, r.data
     student = create_timm(cfg.student, len(data.classes))
     res, stages = distill_student(student, data, cfg, r.results["teacher"]["teachers"],
                                   r.path("student", f"train-{r.stage_key}"))
-    rep = report(predict(student, loader(data.test, data.preprocess, 256, shuffle=False)), data.test.labels,
-                 data.classes)
+    rep = test_report(student, loader(data.test, data.preprocess, data.eval_batch, shuffle=False), data.classes)
     out = r.path("student", "student.safetensors")
     from edgekd.pipeline import rank
 
-    card = {"arch": cfg.student, "role": "student", "classes": data.classes, "data": data.name,
-            "preprocess": data.preprocess.to_dict(), "test_top1": rep["top1"], "test_macro_f1": rep["macro_f1"],
+    m = rep["metric"]
+    scores = {f"test_{k}": v for k, v in rep.items() if isinstance(v, float)}
+    card = {"arch": cfg.student, "role": "student", "task": cfg.task, "classes": data.classes, "data": data.name,
+            "preprocess": data.preprocess.to_dict(), "metric": m, **scores,
             "per_class": rep["per_class"], "select_metric": cfg.select_metric, "best_val": res.best_val,
             "best_epoch": res.best_epoch, "stages": stages, "loss": cfg.loss,
             "params_m": sum(p.numel() for p in student.parameters()) / 1e6}
     if rank() == 0:
         save_checkpoint(student, out, card)
-    console.print(f"student {cfg.student}: test top-1 {rep['top1']:.2f}%, macro-F1 {rep['macro_f1']:.2f} "
+    extra = (f"macro-F1 {rep['macro_f1']:.2f}" if m == "top1" else
+             f"{data.classes[-1] if len(data.classes) == 2 else 'foreground'} IoU {rep['fg_iou']:.2f}, Dice "
+             f"{rep['fg_dice']:.2f}, precision {rep['fg_precision']:.2f}, recall {rep['fg_recall']:.2f}")
+    console.print(f"student {cfg.student}: test {METRIC_LABEL[m]} {rep[m]:.2f}%, {extra} "
                   f"(best val {cfg.select_metric} {res.best_val:.2f} at epoch {res.best_epoch})")
-    return {"path": str(out), **{k: v for k, v in card.items() if k not in ("stages", "per_class")}}
+    return {"path": str(out), **{k: v for k, v in card.items() if k not in ("stages",)}}
 
 
 def export(r: Run) -> list[dict]:
@@ -226,23 +264,28 @@ def verify(r: Run) -> dict:
 
     import torch
 
+    from edgekd.distill.trainer import score
     from edgekd.models.factory import load_checkpoint
     from edgekd.verify import verify_model
 
-    x, y = _inputs(r, "test", r.cfg.verify_samples)
+    seg = r.cfg.task == "segment"
+    # dense outputs: the inputs, the reference and every runtime's output are held at once
+    x, y = _inputs(r, "test", min(r.cfg.verify_samples, SEG_VERIFY_MAX) if seg else r.cfg.verify_samples)
     student, _ = load_checkpoint(Path(r.results["distill"]["path"]))
+    step = r.data.eval_batch
     with torch.no_grad():
-        ref = np.concatenate([student(torch.from_numpy(x[i:i + 256])).numpy() for i in range(0, len(x), 256)])
-    results = []
+        ref = np.concatenate([student(torch.from_numpy(x[i:i + step])).numpy() for i in range(0, len(x), step)])
+    results, m = [], "miou" if seg else "top1"
     for d in r.results["export"] + r.results["quantize"]:
         res = verify_model(from_json(ExportedModel, d), x, y, ref, r.target)
         mark = "[green]pass[/]" if res.passed else f"[red]FAIL[/] ({res.reason})"
-        console.print(f"verify {res.model}: agreement {res.top1_agreement:.4f}, max|diff| {res.max_abs_diff:.3g}, "
-                      f"top-1 {res.metric:.2f}% ({res.metric_delta:+.2f}) {mark}")
+        what = "pixel agreement" if seg else "agreement"
+        console.print(f"verify {res.model}: {what} {res.top1_agreement:.4f}, max|diff| {res.max_abs_diff:.3g}, "
+                      f"{METRIC_LABEL[m]} {res.metric:.2f}% ({res.metric_delta:+.2f}) {mark}")
         results.append(to_json(res))
-    # the teacher's accuracy is the teacher stage's: its own view, the whole test split
-    report = {"samples": len(y), "teacher_top1": r.results["teacher"]["test_top1"],
-              "student_top1": float((ref.argmax(1) == y).mean() * 100), "models": results}
+    # the teacher's metric is the teacher stage's: its own view, the whole test split
+    report = {"samples": len(y), "metric": m, f"teacher_{m}": r.results["teacher"][f"test_{m}"],
+              f"student_{m}": score(m, ref, y), "models": results}
     r.path("verify.json").write_text(json.dumps(report, indent=2))
     failed = [m for m in results if not m["passed"]]
     if failed:

@@ -15,9 +15,8 @@ from torch import nn
 from edgekd.data import DataSplits, base_preprocess
 from edgekd.data.torchdata import loader
 from edgekd.distill.losses import build_loss
-from edgekd.distill.metrics import top1
 from edgekd.distill.teachers import OnnxTeacher, View, Viewed, onnx_input_size, onnx_num_outputs
-from edgekd.distill.trainer import TrainSettings, device, fit, predict
+from edgekd.distill.trainer import TrainSettings, device, fit, test_report
 from edgekd.errors import ConfigError
 from edgekd.models.factory import create_timm, load_weights, read_state_dict, save_checkpoint
 from edgekd.preprocess import IMAGENET_MEAN, IMAGENET_STD
@@ -51,9 +50,11 @@ def parse_spec(spec: str) -> tuple[str, str]:
 
 
 def teacher_view(spec, data: DataSplits) -> View:
-    """The view a teacher spec asks for: its own size / normalisation, else the data's size and ImageNet stats."""
+    """The view a teacher spec asks for: its own size / normalisation, else the data's size and ImageNet stats.
+    Dense (segmentation) teachers see the student's input size unless an ONNX file fixes another one (their
+    logits are then resized to the student's)."""
     kind, value = parse_spec(spec.spec)
-    size = (spec.image_size, spec.image_size) if spec.image_size else None
+    size = (spec.image_size, spec.image_size) if spec.image_size and data.task != "segment" else None
     if size is None and kind == "onnx" and Path(value).is_file():
         size = onnx_input_size(Path(value))
     return View(size or tuple(data.preprocess.size), tuple(spec.mean or IMAGENET_MEAN),
@@ -77,18 +78,22 @@ def build_teacher(data: DataSplits, recipe: TeacherRecipe, weights: Path | None,
         fits = load_weights(model, read_state_dict(weights), str(weights))
     wrapped = Viewed(model, src, view)
     train_dl = loader(data.train, base, recipe.batch_size, shuffle=True, augment=recipe.augment, seed=recipe.seed)
-    val_dl = loader(data.val, base, 256, shuffle=False)
+    val_dl = loader(data.val, base, data.eval_batch, shuffle=False)
     how, hist = "given weights", []
+    seg = data.task == "segment"
     if retrain or not fits:
-        settings = TrainSettings(recipe.epochs, recipe.lr, recipe.weight_decay, seed=recipe.seed)
-        hist = fit(wrapped, train_dl, val_dl, build_loss("ce"), settings, workdir,
+        settings = TrainSettings(recipe.epochs, recipe.lr, recipe.weight_decay, seed=recipe.seed,
+                                 select_metric="miou" if seg else "top1")
+        # segmentation: Dice + CE, the task loss that does not drown a thin class in background pixels
+        hist = fit(wrapped, train_dl, val_dl, build_loss("dice_ce" if seg else "ce"), settings, workdir,
                    desc=f"teacher {recipe.arch}").history
         how = "fine-tuned from given weights" if weights is not None else "trained from scratch"
-    test_dl = loader(data.test, base, 256, shuffle=False)
-    acc = top1(predict(wrapped, test_dl, "teacher test"), data.test.labels)
+    test_dl = loader(data.test, base, data.eval_batch, shuffle=False)
+    rep = test_report(wrapped, test_dl, data.classes, "teacher test")
     card = {
         "arch": recipe.arch, "role": "teacher", "kind": "torch", "classes": data.classes, "data": data.name,
-        "preprocess": data.preprocess.to_dict(), "view": view.to_dict(), "test_top1": acc, "how": how,
+        "task": data.task, "metric": rep["metric"], **{f"test_{k}": v for k, v in rep.items() if isinstance(v, float)},
+        "preprocess": data.preprocess.to_dict(), "view": view.to_dict(), "how": how,
         "recipe": recipe.__dict__, "device": str(device()), "history": hist,
         "weights_source": str(weights) if weights else None,
     }
@@ -98,18 +103,31 @@ def build_teacher(data: DataSplits, recipe: TeacherRecipe, weights: Path | None,
 
 def onnx_teacher_card(path: Path, data: DataSplits, view: View) -> dict:
     """Check an ONNX teacher against the data (class count) and measure it on the test split."""
-    n = onnx_num_outputs(path, view.size)
+    n = onnx_num_outputs(path, view.size, dense=data.task == "segment")
     if n != len(data.classes):
         raise ConfigError(f"ONNX teacher {path} predicts {n} classes but the data has {len(data.classes)}; "
                           f"a black-box teacher cannot be re-headed (give a PyTorch teacher to fine-tune)")
     base = base_preprocess(data, [data.preprocess.size[0], view.size[0]])
     t = OnnxTeacher(path.name, path, view, View.of(base))
-    test_dl = loader(data.test, base, 256, shuffle=False)
-    import torch
-
-    from edgekd.progress import track
-
-    logits = torch.cat([t(x) for x, *_ in track(test_dl, len(test_dl), "teacher test (onnxruntime)")]).numpy()
+    test_dl = loader(data.test, base, data.eval_batch, shuffle=False)
+    rep = test_report(_Module(t), test_dl, data.classes, "teacher test (onnxruntime)")
     return {"arch": path.name, "role": "teacher", "kind": "onnx", "path": str(path), "classes": data.classes,
-            "view": view.to_dict(), "test_top1": top1(logits, data.test.labels),
+            "task": data.task, "metric": rep["metric"], f"test_{rep['metric']}": rep[rep["metric"]],
+            "view": view.to_dict(),
             "how": "ONNX file, run as a black box with onnxruntime (logits only)"}
+
+
+class _Module(nn.Module):
+    """An ONNX teacher as a module (what the evaluation helpers take); the parameter only tells the device."""
+
+    def __init__(self, t: OnnxTeacher) -> None:
+        super().__init__()
+        import torch
+
+        self.t, self.anchor = t, nn.Parameter(torch.zeros(()), requires_grad=False)
+
+    def forward(self, x):
+        import torch.nn.functional as F
+
+        out = self.t(x)
+        return F.interpolate(out, size=x.shape[-2:], mode="bilinear") if out.dim() == 4 else out

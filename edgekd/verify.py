@@ -28,20 +28,27 @@ def run_batches(rt: Runtime, inputs: np.ndarray, batch: int = 50, desc: str | No
 
 def compare(model: str, runtime: str, precision: str, executed: str, ref: np.ndarray, out: np.ndarray,
             labels: np.ndarray, th: ParityThresholds) -> ParityResult:
-    """Compare logits ``out`` with reference logits ``ref``; top-1 metric in percent."""
+    """Compare logits ``out`` with reference logits ``ref``: classifier [N, C] (top-1 agreement and accuracy) or
+    segmenter [N, C, H, W] (pixel agreement of the masks and mIoU against ``labels`` masks), in percent."""
     diff = np.abs(out.astype(np.float64) - ref)
     agree = float((out.argmax(1) == ref.argmax(1)).mean())
     num = (out * ref).sum(1)
     cos = float(np.mean(num / (np.linalg.norm(out, axis=1) * np.linalg.norm(ref, axis=1) + 1e-12)))
-    metric, ref_metric = float((out.argmax(1) == labels).mean() * 100), float((ref.argmax(1) == labels).mean() * 100)
+    if ref.ndim == 4:
+        from edgekd.distill.seg_metrics import miou
+
+        metric, ref_metric, what = miou(out, labels), miou(ref, labels), "mIoU"
+    else:
+        metric = float((out.argmax(1) == labels).mean() * 100)
+        ref_metric, what = float((ref.argmax(1) == labels).mean() * 100), "accuracy"
     delta = metric - ref_metric
     reasons = []
     if agree < th.min_top1_agreement:
-        reasons.append(f"top-1 agreement {agree:.4f} < {th.min_top1_agreement}")
+        reasons.append(f"{'pixel' if ref.ndim == 4 else 'top-1'} agreement {agree:.4f} < {th.min_top1_agreement}")
     if th.max_abs_diff is not None and diff.max() > th.max_abs_diff:
         reasons.append(f"max |diff| {diff.max():.3g} > {th.max_abs_diff}")
     if -delta > th.max_metric_drop:
-        reasons.append(f"accuracy drop {-delta:.2f} points > {th.max_metric_drop}")
+        reasons.append(f"{what} drop {-delta:.2f} points > {th.max_metric_drop}")
     return ParityResult(model=model, runtime=runtime, precision=precision, executed_precision=executed,
                         samples=len(ref), top1_agreement=agree, max_abs_diff=float(diff.max()),
                         mean_abs_diff=float(diff.mean()), cosine=cos, metric=metric, reference_metric=ref_metric,
@@ -55,7 +62,7 @@ def verify_model(exp: ExportedModel, inputs: np.ndarray, labels: np.ndarray, ref
     if runtime == "qonnx":
         inputs, labels, ref = inputs[:QONNX_SAMPLES], labels[:QONNX_SAMPLES], ref[:QONNX_SAMPLES]
     with runtime_for(exp.path, runtime, target.threads, target.openvino_inference_precision) as rt:
-        out = run_batches(rt, inputs, desc=f"verify {exp.key}")
+        out = run_batches(rt, inputs, 8 if ref.ndim == 4 else 50, desc=f"verify {exp.key}")
         executed = rt.executed_precision
     # sub-8-bit weights (QONNX "w4a8") are held to the int8 thresholds: the target has no others
     th = target.parity.get("int8" if exp.precision.startswith("w") else exp.precision)

@@ -17,17 +17,32 @@ BUILTIN_SIZES = {"train": 6000, "val": 500, "test": 1000}
 
 @dataclass
 class ImageSet:
-    """Images held in memory (uint8 NHWC) or as file paths, with integer labels."""
+    """Images held in memory (uint8 NHWC) or as file paths, with integer labels (classification) or mask files
+    (segmentation: ``labels`` are then zeros, one per image)."""
 
     labels: np.ndarray
     images: np.ndarray | None = None
     paths: list[Path] | None = None
+    masks: list[Path] | None = None
+    binary_masks: bool = False
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def image(self, i: int) -> np.ndarray:
         return self.images[i] if self.images is not None else load_image(self.paths[i])
+
+    def mask(self, i: int) -> np.ndarray:
+        """uint8 HxW class indices of sample i (segmentation sets only)."""
+        from edgekd.data.segfolder import load_mask
+
+        return load_mask(self.masks[i], self.binary_masks)
+
+    def targets(self, pre: Preprocess) -> np.ndarray:
+        """Labels [N], or masks [N, H, W] at the model's input size (nearest resize)."""
+        if self.masks is None:
+            return self.labels
+        return np.stack([pre.resize_mask(self.mask(i)) for i in range(len(self))])
 
     def head(self, n: int | None) -> ImageSet:
         """The first ``n`` samples, spread over classes (sets are stored class-interleaved or shuffled)."""
@@ -38,6 +53,8 @@ class ImageSet:
             labels=self.labels[idx],
             images=None if self.images is None else self.images[idx],
             paths=None if self.paths is None else [self.paths[i] for i in idx],
+            masks=None if self.masks is None else [self.masks[i] for i in idx],
+            binary_masks=self.binary_masks,
         )
 
 
@@ -62,6 +79,12 @@ class DataSplits:
     test: ImageSet
     skipped: int = 0
     notes: list[str] = field(default_factory=list)
+    task: str = "classify"
+
+    @property
+    def eval_batch(self) -> int:
+        """Batch size of evaluation loaders: dense segmentation maps are ~1000x a classifier's activations."""
+        return 16 if self.task == "segment" else 256
 
 
 def cache_dir() -> Path:
@@ -84,17 +107,21 @@ def _builtin_split(name: str, split: str, n: int) -> ImageSet:
 
 
 def load_data(spec: str, image_size: int | None = None, val_fraction: float = 0.1, seed: int = 0,
-              max_train: int | None = None, max_eval: int | None = None) -> DataSplits:
+              max_train: int | None = None, max_eval: int | None = None, task: str = "classify") -> DataSplits:
     """Load a dataset by spec.
 
     Args:
-        spec: ``builtin:shapes10`` or a folder (ImageFolder layout).
+        spec: ``builtin:shapes10`` or a folder (ImageFolder layout; for ``task="segment"`` images/ + masks/).
         image_size: model input side; default: 64 for the built-in set, else the images' own size rounded
             up to a multiple of 32 (at least 64, at most 256) so strided students fit.
         val_fraction: share of train held out for model selection.
         seed: split seed.
         max_train: keep at most this many training samples (tiny runs); max_eval: same for val/test.
+        task: ``classify`` or ``segment`` (then ``image_size`` is the long side, the aspect is kept and both
+            sides are multiples of 32).
     """
+    if task == "segment":
+        return _load_seg(spec, image_size, val_fraction, seed, max_train, max_eval)
     if spec.startswith(BUILTIN_PREFIX):
         name = spec[len(BUILTIN_PREFIX):]
         if name != "shapes10":
@@ -127,12 +154,33 @@ def load_data(spec: str, image_size: int | None = None, val_fraction: float = 0.
                       skipped=found["skipped"], **sets)
 
 
+def _load_seg(spec: str, image_size: int | None, val_fraction: float, seed: int, max_train: int | None,
+              max_eval: int | None) -> DataSplits:
+    from edgekd.data.segfolder import scan_seg_folder, seg_size
+
+    if spec.startswith(BUILTIN_PREFIX):
+        raise DataError(f"{spec} is a classification set; --task segment needs a folder with images/ and masks/")
+    found = scan_seg_folder(Path(spec), val_fraction, seed)
+    sets = {}
+    for k in ("train", "val", "test"):
+        pairs = found[k][: (max_train if k == "train" else max_eval) or None]
+        if not pairs:
+            raise DataError(f"{spec}: the {k} split is empty; add images or lower --val-fraction")
+        sets[k] = ImageSet(labels=np.zeros(len(pairs), np.int64), paths=[p for p, _ in pairs],
+                           masks=[m for _, m in pairs], binary_masks=found["binary"])
+    size = seg_size(sets["train"].image(0), image_size)
+    return DataSplits(name=str(spec), classes=found["classes"], preprocess=Preprocess(size=size), task="segment",
+                      **sets)
+
+
 def base_preprocess(data: DataSplits, sides: list[int]) -> Preprocess:
     """The size the training loader reads images at when models see different sizes: the largest side any
     model needs, but never above the images' own size (a 32 px teacher sees the original 32 px image, a 64 px
     student an upsampled view made on the batch). Normalisation stays the student's."""
     from dataclasses import replace
 
+    if data.task == "segment":  # dense models are fully convolutional: every model sees the student's view
+        return data.preprocess
     raw = max(data.train.image(0).shape[:2])
     side = min(max(sides), raw) if sides else data.preprocess.size[0]
     return replace(data.preprocess, size=(side, side))

@@ -11,7 +11,8 @@ from edgekd.preprocess import Preprocess
 
 
 class TorchImageSet(Dataset):
-    """Yields (float32 CHW tensor, label, index, view).
+    """Yields (float32 CHW tensor, label, index, view); for segmentation sets the label is the mask (int64 HxW at
+    the input size), augmented jointly with the image (the same flip and crop).
 
     ``index`` and ``view`` let the trainer look up cached teacher outputs. Augmentation is a random horizontal
     flip + random crop after reflect-padding by 1/8 of the side; with ``views=K`` it is drawn from K fixed
@@ -31,16 +32,22 @@ class TorchImageSet(Dataset):
 
     def __getitem__(self, i: int):
         img = self.pre.resize(self.src.image(i))
-        view = 0
+        mask = self.pre.resize_mask(self.src.mask(i)) if self.src.masks is not None else None
+        view, how = 0, None
         if self.fixed_view is not None or (self.augment and self.views):
             view = self.fixed_view if self.fixed_view is not None else int(self.rng.integers(self.views))
-            flip, (dy, dx) = view % 2 == 1, self.offsets[view // 2]
-            img = _flip_crop(img, flip, dy, dx)
+            how = (view % 2 == 1, *self.offsets[view // 2])
         elif self.augment:
             p = _pad(img)
             dy, dx = self.rng.integers(0, 2 * p + 1, 2)
-            img = _flip_crop(img, bool(self.rng.random() < 0.5), int(dy), int(dx))
-        return torch.from_numpy(self.pre.normalize(img)), int(self.src.labels[i]), i, view
+            how = (bool(self.rng.random() < 0.5), int(dy), int(dx))
+        if how is not None:
+            img = _flip_crop(img, *how)
+            mask = None if mask is None else _flip_crop(mask, *how)
+        x = torch.from_numpy(self.pre.normalize(img))
+        if mask is not None:
+            return x, torch.from_numpy(mask.astype(np.int64)), i, view
+        return x, int(self.src.labels[i]), i, view
 
 
 def _pad(img: np.ndarray) -> int:
@@ -61,7 +68,7 @@ def _flip_crop(img: np.ndarray, flip: bool, dy: int, dx: int) -> np.ndarray:
         img = img[:, ::-1]
     h, w = img.shape[:2]
     p = _pad(img)
-    padded = np.pad(img, ((p, p), (p, p), (0, 0)), mode="reflect")
+    padded = np.pad(img, ((p, p), (p, p)) + ((0, 0),) * (img.ndim - 2), mode="reflect")
     return padded[dy:dy + h, dx:dx + w]
 
 

@@ -73,7 +73,7 @@ def cache_logits(teachers: list[Teacher], data: DataSplits, base, views: int) ->
     for t in teachers:
         per_v = []
         for v in range(max(1, views)):
-            dl = loader(data.train, base, 256, shuffle=False, views=views, fixed_view=v if views else None)
+            dl = loader(data.train, base, data.eval_batch, shuffle=False, views=views, fixed_view=v if views else None)
             if isinstance(t, TorchTeacher):
                 per_v.append(torch.from_numpy(predict(_Call(t), dl, f"cache {t.name} view {v + 1}/{max(1, views)}")))
             else:
@@ -121,7 +121,7 @@ def distill_student(student: nn.Module, data: DataSplits, cfg: RunConfig, teache
     views = cfg.teacher_cache_views if cfg.augment else 0
     train_dl = loader(data.train, base, cfg.batch_size, shuffle=True, augment=cfg.augment,
                       seed=cfg.seed, views=views)
-    val_dl = loader(data.val, data.preprocess, 256, shuffle=False)
+    val_dl = loader(data.val, data.preprocess, data.eval_batch, shuffle=False)
     summary, res = [], None
     for i, (st, mix) in enumerate(zip(stages, mixes, strict=True)):
         final = i == len(stages) - 1

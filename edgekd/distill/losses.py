@@ -26,6 +26,8 @@ class DistillBatch:
 
     ``teachers`` holds one [B, C] logit tensor per teacher; ``prior`` the fixed teacher weights (sum 1).
     ``pairs`` holds one (student map, teacher map, teacher index) per feature pair, maps in NCHW.
+    Segmentation: ``student`` [B, C, H, W], ``labels`` [B, H, W] (255 = ignore), teachers [B, C, h, w] at any
+    size; ``pixels`` turns such a batch into a per-pixel one for the logit losses.
     """
 
     student: torch.Tensor
@@ -64,6 +66,28 @@ def kd_per_sample(student: torch.Tensor, teacher: torch.Tensor, temperature: flo
     return (log_p_t.exp() * (log_p_t - log_p_s)).sum(1) * temperature * temperature
 
 
+def _resize(x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    return x if tuple(x.shape[-2:]) == tuple(hw) else F.interpolate(x, size=hw, mode="bilinear",
+                                                                    align_corners=False)
+
+
+def pixels(b: DistillBatch, ignore_index: int = 255) -> DistillBatch:
+    """A dense batch (logits [B, C, H, W]) as a per-pixel one: logits [P, C], labels [P] over the P labelled
+    pixels (``ignore_index`` dropped), teacher logits resized bilinearly to the student's H, W first.
+    Classification batches (2-D logits) come back unchanged."""
+    if b.student.dim() != 4:
+        return b
+    hw = b.student.shape[-2:]
+
+    def flat(x: torch.Tensor) -> torch.Tensor:
+        return x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
+
+    labels = b.labels.reshape(-1).long()
+    keep = labels != ignore_index
+    return DistillBatch(flat(b.student)[keep], labels[keep], [flat(_resize(t, hw))[keep] for t in b.teachers],
+                        b.prior, b.pairs)
+
+
 class Loss(nn.Module):
     needs: frozenset[str] = frozenset()  # subset of {"teacher", "features"}
 
@@ -80,6 +104,7 @@ class CrossEntropy(Loss):
         self.label_smoothing = label_smoothing
 
     def forward(self, b: DistillBatch) -> torch.Tensor:
+        b = pixels(b)  # dense: ignore_index=255 pixels dropped
         return F.cross_entropy(b.student, b.labels, label_smoothing=self.label_smoothing)
 
 
@@ -101,11 +126,13 @@ class HintonKD(Loss):
         self.temperature, self.alpha = temperature, alpha
 
     def soft(self, b: DistillBatch) -> torch.Tensor:
+        b = pixels(b)
         w = teacher_weights(b, self.weighting)
         per = torch.stack([kd_per_sample(b.student, t, self.temperature) for t in b.teachers], 1)
         return (w * per).sum(1).mean()
 
     def forward(self, b: DistillBatch) -> torch.Tensor:
+        b = pixels(b)
         soft = self.soft(b)
         if self.alpha == 1:
             return soft
@@ -154,17 +181,13 @@ class DecoupledKD(Loss):
         return (self.alpha * tckd + self.beta * nckd) * temp * temp
 
     def forward(self, b: DistillBatch) -> torch.Tensor:
+        b = pixels(b)
         w = teacher_weights(b, "fixed")
         per = torch.stack([self.per_sample(b.student, t, b.labels) for t in b.teachers], 1)
         loss = (w * per).sum(1).mean()
         if self.ce_weight:
             loss = loss + self.ce_weight * F.cross_entropy(b.student, b.labels)
         return loss
-
-
-def _resize(x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
-    return x if tuple(x.shape[-2:]) == tuple(hw) else F.interpolate(x, size=hw, mode="bilinear",
-                                                                    align_corners=False)
 
 
 class _Adapted(Loss):
@@ -292,3 +315,7 @@ def build_loss(name: str, **kwargs) -> Loss:
 
         params = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
         raise ConfigError(f"loss {name!r}: {exc}; its parameters are: {', '.join(params) or 'none'}") from None
+
+
+# segmentation losses register into LOSSES too (imported last: seg_losses imports this module)
+import edgekd.distill.seg_losses  # noqa: E402, F401

@@ -133,13 +133,17 @@ def onnx_input_size(path: Path) -> tuple[int, int] | None:
     return (hw[0], hw[1]) if len(hw) == 2 and all(hw) else None
 
 
-def onnx_num_outputs(path: Path, size: tuple[int, int]) -> int:
-    """Class count of an ONNX classifier, from one forward pass."""
+def onnx_num_outputs(path: Path, size: tuple[int, int], dense: bool = False) -> int:
+    """Class count of an ONNX classifier ([N, classes]) or segmenter (``dense``: [N, classes, H, W]), from one
+    forward pass."""
     import onnxruntime as ort
 
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     x = np.zeros((1, 3, *size), np.float32)
     out = sess.run(None, {sess.get_inputs()[0].name: x})[0]
-    if out.ndim != 2:
+    if dense and out.ndim != 4:
+        raise ConfigError(f"ONNX teacher {path}: output has shape {out.shape}; a segmentation teacher gives "
+                          f"[N, classes, H, W]")
+    if not dense and out.ndim != 2:
         raise ConfigError(f"ONNX teacher {path}: output has shape {out.shape}; a classifier gives [N, classes]")
     return int(out.shape[1])

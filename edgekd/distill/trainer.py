@@ -86,8 +86,52 @@ def predict(model: nn.Module, dl: DataLoader, desc: str | None = None) -> np.nda
     return torch.cat(out).numpy()
 
 
-def _metric(name: str, logits: np.ndarray, labels: np.ndarray) -> float:
-    return macro_f1(logits, labels) if name == "macro_f1" else top1(logits, labels)
+def score(name: str, logits: np.ndarray, targets: np.ndarray) -> float:
+    """The metric ``name`` (top1, macro_f1, miou) of logits against labels [N] or masks [N, H, W]."""
+    if name == "miou" or logits.ndim == 4:
+        from edgekd.distill.seg_metrics import miou
+
+        return miou(logits, targets)
+    return macro_f1(logits, targets) if name == "macro_f1" else top1(logits, targets)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, dl: DataLoader, name: str, desc: str | None = None) -> float:
+    """The metric of ``model`` over a loader; segmentation accumulates a confusion matrix batch by batch (dense
+    logits of a whole split need not fit in memory)."""
+    if getattr(dl.dataset.src, "masks", None) is None:
+        return score(name, predict(model, dl, desc), np.asarray(dl.dataset.src.labels))
+    from edgekd.distill.seg_metrics import seg_scores
+
+    return seg_scores(confusion_of(model, dl, desc))["miou"]
+
+
+@torch.no_grad()
+def confusion_of(model: nn.Module, dl: DataLoader, desc: str | None = None) -> np.ndarray:
+    """Pixel confusion matrix [C, C] (rows: truth) of a segmentation model over a loader of masks."""
+    from edgekd.distill.seg_metrics import confusion
+
+    model.eval()
+    dev = next(model.parameters()).device
+    conf = None
+    for x, y, *_ in (dl if desc is None else track(dl, len(dl), desc)):
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+            out = model(x.to(dev)).float()
+        c = confusion(out.argmax(1).cpu().numpy(), y.numpy(), out.shape[1])
+        conf = c if conf is None else conf + c
+    return conf
+
+
+def test_report(model: nn.Module, dl: DataLoader, classes: list[str], desc: str | None = None) -> dict:
+    """Test scores: classification top1 / macro_f1 / per_class, or segmentation miou, per-class IoU / Dice /
+    precision / recall and the foreground (thin-class) scores; ``metric`` names the headline one."""
+    if getattr(dl.dataset.src, "masks", None) is None:
+        from edgekd.distill.metrics import report
+
+        return {"metric": "top1", **report(predict(model, dl, desc), np.asarray(dl.dataset.src.labels), classes)}
+    from edgekd.distill.seg_metrics import seg_scores
+
+    return {"metric": "miou", **seg_scores(confusion_of(model, dl, desc), classes)}
 
 
 def _optimizer(params, s: TrainSettings) -> torch.optim.Optimizer:
@@ -196,7 +240,6 @@ def fit(model: nn.Module, train_dl: DataLoader, val_dl: DataLoader, loss_fn: nn.
         start = state["epoch"] + 1
         result = TrainResult(state["best_val"], state["best_epoch"], settings.select_metric, list(state["history"]))
         console.print(f"  {desc}: resuming after epoch {start} from {last}")
-    val_labels = np.asarray(val_dl.dataset.src.labels)
     prior = teaching.prior.to(dev) if teaching.prior is not None else None
     cached = teaching.cached
     for epoch in range(start, settings.epochs):
@@ -242,7 +285,7 @@ def fit(model: nn.Module, train_dl: DataLoader, val_dl: DataLoader, loss_fn: nn.
             total, count = total + loss.item() * len(y), count + len(y)
             status["loss"] = total / count
         train_s = time.perf_counter() - t_epoch
-        val = _metric(settings.select_metric, predict(raw, val_dl), val_labels)
+        val = evaluate(raw, val_dl, settings.select_metric)
         parts = {k: round(v, 4) for k, v in getattr(raw_loss, "parts", {}).items()}
         result.history.append({"epoch": epoch + 1, "loss": total / count, f"val_{settings.select_metric}": val,
                                "parts": parts, "train_seconds": round(train_s, 2)})

@@ -17,10 +17,12 @@ from edgekd.errors import ModelError
 def create_timm(name: str, num_classes: int, pretrained: bool = False) -> nn.Module:
     """A classifier with ``num_classes`` outputs: edgekd's own CIFAR ResNets (``cifar_resnet56``...) or any timm
     model; unknown names get the closest suggestions."""
-    from edgekd.models import cifar_resnet
+    from edgekd.models import cifar_resnet, segmentation
 
     if name in cifar_resnet.DEPTHS:
         return cifar_resnet.create(name, num_classes)
+    if segmentation.is_seg_model(name):
+        return segmentation.create_seg(name, num_classes, pretrained)
     import timm
 
     if not timm.is_model(name):
@@ -83,9 +85,9 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str) 
 def is_model(name: str) -> bool:
     import timm
 
-    from edgekd.models import cifar_resnet
+    from edgekd.models import cifar_resnet, segmentation
 
-    return name in cifar_resnet.DEPTHS or timm.is_model(name)
+    return name in cifar_resnet.DEPTHS or segmentation.is_seg_model(name) or timm.is_model(name)
 
 
 def _head_keys(model: nn.Module) -> set[str]:

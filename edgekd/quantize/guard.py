@@ -48,14 +48,14 @@ def set_fp32(groups: dict[str, list[nn.Module]], layers: list[str], fp32: bool) 
 
 def _kl(model: nn.Module, x: torch.Tensor, ref_logp: torch.Tensor) -> float:
     with torch.no_grad():
-        logp = F.log_softmax(model(x).float(), -1)
+        logp = F.log_softmax(model(x).float(), 1)  # classes: dim 1 of [N, C] and [N, C, H, W]
     return float(F.kl_div(logp, ref_logp, log_target=True, reduction="batchmean"))
 
 
 def rank_layers(model: nn.Module, fp32_logits: torch.Tensor, x: torch.Tensor) -> list[tuple[str, float]]:
     """Layers by how much int8 noise each adds: the KL reduction when that layer alone runs in FP32."""
     groups = layer_groups(model)
-    ref = F.log_softmax(fp32_logits.float(), -1)
+    ref = F.log_softmax(fp32_logits.float(), 1)
     model.eval()
     base = _kl(model, x, ref)
     scores = []

@@ -136,11 +136,10 @@ def train(qat: nn.Module, data, cfg, teacher_cards: list[dict], folder: Path, ep
     from edgekd.config import StageSpec
     from edgekd.data.torchdata import loader
     from edgekd.distill.engine import distill_student
-    from edgekd.distill.trainer import _metric, predict
+    from edgekd.distill.trainer import evaluate
 
-    val_dl = loader(data.val, data.preprocess, 256, shuffle=False)
-    labels = np.asarray(data.val.labels)
-    ptq_val = _metric(cfg.select_metric, predict(qat, val_dl), labels)
+    val_dl = loader(data.val, data.preprocess, data.eval_batch, shuffle=False)
+    ptq_val = evaluate(qat, val_dl, cfg.select_metric)
     init = {k: v.detach().clone() for k, v in qat.state_dict().items()}
     stage = StageSpec(name="qad", epochs=epochs, losses=losses, lr=lr)
     tweak = {"freeze_bn": True, "warmup_epochs": 0.0, "weight_decay": 0.0}

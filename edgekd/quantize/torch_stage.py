@@ -24,7 +24,7 @@ def run(r, calib: np.ndarray) -> list[dict]:
     """QAD / torch PTQ for the pipeline's quantize stage; returns the int8 ExportedModels as JSON."""
     from edgekd.config import schedule
     from edgekd.data.torchdata import loader
-    from edgekd.distill.trainer import _metric, predict
+    from edgekd.distill.trainer import evaluate, predict
     from edgekd.models.factory import load_checkpoint
     from edgekd.quantize import qad
     from edgekd.quantize.guard import GuardResult, rank_layers, search
@@ -48,15 +48,14 @@ def run(r, calib: np.ndarray) -> list[dict]:
                       + ", BatchNorm frozen, FP32 teacher(s) supervising")
         report["qad"] = qad.train(model, data, cfg, r.results["teacher"]["teachers"], folder, cfg.qad_epochs, lr,
                                   losses)
-    val_dl = loader(data.val, data.preprocess, 256, shuffle=False)
-    labels = np.asarray(data.val.labels)
-    fp32_logits = predict(student, val_dl)
-    fp32_val = _metric(cfg.select_metric, fp32_logits, labels)
+    val_dl = loader(data.val, data.preprocess, data.eval_batch, shuffle=False)
+    fp32_logits = predict(student, val_dl) if cfg.max_accuracy_drop is not None else None
+    fp32_val = evaluate(student, val_dl, cfg.select_metric)
 
-    def evaluate() -> float:
-        return _metric(cfg.select_metric, predict(model, val_dl), labels)
+    def int8_metric() -> float:
+        return evaluate(model, val_dl, cfg.select_metric)
 
-    int8_val = evaluate()
+    int8_val = int8_metric()
     report.update(fp32_val=fp32_val, int8_val=int8_val)
     console.print(f"validation {cfg.select_metric}: FP32 {fp32_val:.2f}, int8 ({cfg.quantize_method}) {int8_val:.2f} "
                   f"(drop {fp32_val - int8_val:+.2f})")
@@ -67,7 +66,7 @@ def run(r, calib: np.ndarray) -> list[dict]:
         else:
             x = torch.cat([b[0] for b in val_dl])[:RANK_IMAGES]
             ranking = rank_layers(model, torch.from_numpy(fp32_logits[:RANK_IMAGES]), x)
-            guard = search(model, ranking, evaluate, fp32_val, cfg.max_accuracy_drop, cfg.max_fp32_layers)
+            guard = search(model, ranking, int8_metric, fp32_val, cfg.max_accuracy_drop, cfg.max_fp32_layers)
             report["sensitivity"] = [{"layer": n, "kl_reduction": s} for n, s in ranking[:20]]
         report["guard"] = {"max_drop": cfg.max_accuracy_drop, "met": guard.met, "drop": guard.drop,
                            "int8_val": guard.int8_metric, "fp32_layers": guard.kept, "tried": guard.tried,
