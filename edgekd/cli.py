@@ -49,17 +49,21 @@ def _config(recipe, **kw):
 @app.command()
 def compress(
     target: str = typer.Option("cpu-x86", "--target", "-t", help="Target name or YAML path."),
-    data: str | None = typer.Option(None, help="ImageFolder dir, or builtin:shapes10 (default)."),
+    data: str | None = typer.Option(None, help="ImageFolder dir, or builtin:shapes10 (default); --task segment: a "
+                                                "folder of images/ + masks/ (same stems; PNG class indices or 0/255)."),
     task: str | None = typer.Option(None, help="classify | segment"),
     teacher: list[str] = typer.Option([], help=TEACHER_HELP),
     teacher_weights: list[Path] = typer.Option([], help="Weights for each --teacher (safetensors/state_dict)."),
-    student: str | None = typer.Option(None, help="timm classifier name (default mobilevit_xxs)."),
-    loss: str | None = typer.Option(None, help="kd | dkd | ce | multi_teacher (a recipe can mix several)."),
+    student: str | None = typer.Option(None, help="timm classifier name (default mobilevit_xxs); segment: "
+                                       "unet_<timm encoder> or unet_plain<W> (default unet_mobilenetv3_large_100, "
+                                       "unet_plain16 on FPGA targets)."),
+    loss: str | None = typer.Option(None, help="kd | dkd | ce | multi_teacher; segment: pixel_kd | dice_ce | cwd "
+                                    "(a recipe can mix several)."),
     recipe: Path | None = typer.Option(None, help="Recipe YAML (models/*.yaml); flags override it."),
     epochs: int | None = typer.Option(None, help="Student epochs."),
     batch_size: int | None = typer.Option(None),
     lr: float | None = typer.Option(None),
-    image_size: int | None = typer.Option(None, help="Model input side in pixels."),
+    image_size: int | None = typer.Option(None, help="Model input side in pixels (segment: the long side)."),
     max_train_samples: int | None = typer.Option(None, help="Use at most N training images (quick runs)."),
     max_eval_samples: int | None = typer.Option(None, help="Use at most N val/test images (quick runs)."),
     bench_iters: int | None = typer.Option(None),
@@ -94,7 +98,9 @@ def compress(
 
 @app.command()
 def distill(
-    data: str | None = typer.Option(None, help="ImageFolder dir or builtin:shapes10 (default)."),
+    data: str | None = typer.Option(None, help="ImageFolder dir or builtin:shapes10 (default); --task segment: a "
+                                                "folder of images/ + masks/."),
+    task: str | None = typer.Option(None, help="classify | segment"),
     teacher: list[str] = typer.Option([], help=TEACHER_HELP),
     teacher_weights: list[Path] = typer.Option([], help="Weights for each --teacher (safetensors/state_dict)."),
     student: str | None = typer.Option(None),
@@ -115,7 +121,8 @@ def distill(
     from edgekd.targets import load_target
 
     _check_resume(resume, False, out)
-    cfg = _config(recipe, data=data, student=student, loss=loss, epochs=epochs, image_size=image_size, name=out.name,
+    cfg = _config(recipe, data=data, task=task, student=student, loss=loss, epochs=epochs, image_size=image_size,
+                  name=out.name,
                   max_train_samples=max_train_samples, max_eval_samples=max_eval_samples,
                   teachers=_teachers(teacher, teacher_weights) if teacher else None)
     r = run(cfg, load_target("cpu-x86"), out, until="distill")

@@ -38,7 +38,24 @@ CASES = [
      "without a matching --teacher"),
     ("unknown loss", ["distill", "--loss", "kdd", "--out", "{tmp}/r"], 2, "unknown loss 'kdd'"),
     ("ONNX teacher missing", ["distill", "--teacher", "onnx:{tmp}/t.onnx", "--out", "{tmp}/r"], 2, "does not exist"),
-    ("segmentation not yet", ["compress", "--task", "segment", "--out", "{tmp}/r"], 2, "segment"),
+    ("segment: classification data", ["compress", "--task", "segment", "--out", "{tmp}/r"], 3,
+     "needs a folder with images/ and masks/"),
+    ("segment: no masks folder", ["compress", "--task", "segment", "--data", "{tmp}/seg_nomasks", "--out",
+                                  "{tmp}/r"], 3, "no masks/ folder"),
+    ("segment: image without mask", ["compress", "--task", "segment", "--data", "{tmp}/seg_missing", "--out",
+                                     "{tmp}/r"], 3, "have no mask"),
+    ("segment: mask size mismatch", ["compress", "--task", "segment", "--data", "{tmp}/seg_size", "--out",
+                                     "{tmp}/r"], 3, "a mask must have its image's size"),
+    ("segment: colour mask", ["compress", "--task", "segment", "--data", "{tmp}/seg_rgb", "--out", "{tmp}/r"], 3,
+     "not colour images"),
+    ("segment: JPEG masks", ["compress", "--task", "segment", "--data", "{tmp}/seg_jpeg", "--out", "{tmp}/r"], 3,
+     "save masks as PNG"),
+    ("segment: class beyond classes.txt", ["compress", "--task", "segment", "--data", "{tmp}/seg_classes",
+                                           "--out", "{tmp}/r"], 3, "classes.txt names 2 classes"),
+    ("segment: classifier student", ["compress", "--task", "segment", "--data", "{tmp}/seg_ok", "--student",
+                                     "resnet18", "--out", "{tmp}/r"], 2, "is a classifier"),
+    ("classify with a U-Net", ["compress", "--student", "unet_plain16", "--out", "{tmp}/r"], 2,
+     "add --task segment"),
     ("bench: model missing", ["bench", "{tmp}/none.onnx"], 2, "does not exist"),
     ("bench: unknown suffix", ["bench", "{tmp}/precious.txt"], 2, "cannot tell the runtime"),
     ("bench: corrupt ONNX", ["bench", "{tmp}/corrupt.onnx"], 4, "cannot load"),
@@ -76,6 +93,7 @@ def work(tmp_path_factory):
     (tmp / "extra_target.yaml").write_text((Path(__file__).parent.parent / "targets" / "cpu-x86.yaml").read_text()
                                            + "turbo: true\n")
     (tmp / "corrupt.onnx").write_bytes(b"\x00garbage")
+    _seg_folders(tmp)
 
     class Evil:
         def __reduce__(self):
@@ -83,6 +101,26 @@ def work(tmp_path_factory):
 
     torch.save({"state_dict": Evil()}, tmp / "evil.pt")
     return tmp
+
+
+def _seg_folders(tmp: Path) -> None:
+    """Segmentation folders, each with one thing wrong (seg_ok: nothing)."""
+    def pair(root: Path, stem: str, img=(32, 32), mask=(32, 32), mode="L", ext=".png", value=255) -> None:
+        (root / "images").mkdir(parents=True, exist_ok=True)
+        (root / "masks").mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", img, (90, 90, 90)).save(root / "images" / f"{stem}.jpg")
+        Image.new(mode, mask, value if mode == "L" else (value, 0, 0)).save(root / "masks" / f"{stem}{ext}")
+
+    for name in ("seg_ok", "seg_nomasks", "seg_missing", "seg_size", "seg_rgb", "seg_jpeg", "seg_classes"):
+        for i in range(6):
+            pair(tmp / name, f"{i:02d}", mask=(16, 32) if name == "seg_size" and i == 3 else (32, 32),
+                 mode="RGB" if name == "seg_rgb" else "L", ext=".jpg" if name == "seg_jpeg" else ".png",
+                 value=2 if name == "seg_classes" else 255)
+    import shutil
+
+    shutil.rmtree(tmp / "seg_nomasks" / "masks")
+    (tmp / "seg_missing" / "masks" / "04.png").unlink()
+    (tmp / "seg_classes" / "classes.txt").write_text("background\ncrack\n")
 
 
 @pytest.mark.parametrize("name,args,code,text", CASES, ids=[c[0] for c in CASES])

@@ -201,7 +201,7 @@ def test_cwd_logits_resizes_teacher_and_weights_teachers():
 
 
 def test_cwd_on_features_uses_adapters_and_needs_features():
-    loss = build_loss("cwd", on="features", temperature=1.0)
+    loss = build_loss("cwd", maps="features", temperature=1.0)
     assert loss.needs == frozenset({"teacher", "features"})
     assert LossMix([("cwd", 1.0, loss)]).needs == frozenset({"teacher", "features"})
     fs, ft = torch.randn(B, 8, H, W, requires_grad=True), torch.randn(B, 16, H // 2, W // 2)
@@ -218,7 +218,7 @@ def test_cwd_on_features_uses_adapters_and_needs_features():
 
 def test_cwd_bad_parameters():
     with pytest.raises(ConfigError, match="logits or features"):
-        build_loss("cwd", on="x")
+        build_loss("cwd", maps="x")
     with pytest.raises(ConfigError, match="temperature"):
         build_loss("cwd", temperature=0)
 

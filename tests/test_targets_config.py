@@ -66,8 +66,23 @@ def test_yaml_is_never_executed(tmp_path: Path):
 
 
 def test_demo_recipe_is_the_built_in_default():
-    from edgekd.config import RunConfig
+    from edgekd.config import RunConfig, resolve
 
     from .conftest import ROOT
 
-    assert make_config(ROOT / "models" / "shapes10-demo.yaml") == RunConfig()
+    # unset options take the task's defaults when a run starts (resolve)
+    assert resolve(make_config(ROOT / "models" / "shapes10-demo.yaml")) == resolve(RunConfig())
+
+
+def test_task_defaults_resolve_per_task_and_target():
+    from edgekd.config import RunConfig, resolve
+
+    seg = resolve(RunConfig(task="segment"))
+    assert (seg.student, seg.teacher_arch, seg.loss, seg.select_metric) == (
+        "unet_mobilenetv3_large_100", "unet_resnet18", "pixel_kd", "miou")
+    assert resolve(RunConfig(task="segment"), "fpga").student == "unet_plain16"  # plain ops for dataflow FPGAs
+    assert resolve(RunConfig(task="segment", student="unet_plain8"), "fpga").student == "unet_plain8"
+    cls = resolve(RunConfig())
+    assert (cls.student, cls.loss, cls.temperature, cls.batch_size) == ("mobilevit_xxs", "kd", 4.0, 64)
+    with pytest.raises(ConfigError, match="classification metric"):
+        resolve(RunConfig(task="segment", select_metric="top1"))

@@ -88,29 +88,30 @@ class ChannelWise(_Adapted):
     """Channel-wise distillation (Shu et al., ICCV 2021): each channel as a distribution over positions, so the
     student copies where the teacher puts each class (logits) or each feature (features).
 
-    ``on: logits``: student vs teacher logits (teachers resized to the student's size, fixed teacher weights).
-    ``on: features``: per feature pair, a learned 1x1 conv maps the student's channels to the teacher's (map
+    ``maps: logits``: student vs teacher logits (teachers resized to the student's size, fixed teacher weights).
+    ``maps: features``: per feature pair, a learned 1x1 conv maps the student's channels to the teacher's (map
     resized to the teacher's size). ``normalize`` rescales teacher maps to unit RMS first (off: the paper's raw
     maps, whose scale sets how sharp the target distribution is at a given T).
     """
 
     needs = frozenset({"teacher"})
 
-    def __init__(self, temperature: float = 4.0, on: str = "logits", normalize: bool = False) -> None:
+    def __init__(self, temperature: float = 4.0, maps: str = "logits", normalize: bool = False) -> None:
         super().__init__("fixed", normalize)
         if temperature <= 0:
             raise ConfigError(f"cwd needs temperature > 0 (got {temperature})")
-        if on not in ("logits", "features"):
-            raise ConfigError(f"cwd on {on!r}: use logits or features")
-        self.temperature, self.on = temperature, on
-        self.needs = frozenset({"teacher"}) if on == "logits" else frozenset({"teacher", "features"})
+        # (not ``on``: YAML 1.1 reads the key ``on`` as the boolean true)
+        if maps not in ("logits", "features"):
+            raise ConfigError(f"cwd maps {maps!r}: use logits or features")
+        self.temperature, self.maps = temperature, maps
+        self.needs = frozenset({"teacher"}) if maps == "logits" else frozenset({"teacher", "features"})
 
     def bind(self, pairs):
-        if self.on == "features":
+        if self.maps == "features":
             super().bind(pairs)
 
     def forward(self, b: DistillBatch) -> torch.Tensor:
-        if self.on == "logits":
+        if self.maps == "logits":
             w = teacher_weights(b, "fixed")
             hw = b.student.shape[-2:]
             per = torch.stack([cwd_per_sample(b.student, _resize(t, hw), self.temperature) for t in b.teachers], 1)
