@@ -268,18 +268,23 @@ def _quantize_run(run_dir: Path, target: str | None, **opts) -> None:
 def verify(
     model: Path = typer.Argument(..., help="Exported model (.onnx or .xml)."),
     reference: Path = typer.Option(..., help="PyTorch checkpoint (student.safetensors + .json card)."),
-    data: str = typer.Option(..., help="Held-out images: ImageFolder dir or builtin:shapes10."),
+    data: str = typer.Option(..., help="Held-out images: ImageFolder dir or builtin:shapes10 (segmentation "
+                                       "students: a folder of images/ + masks/)."),
     target: str = typer.Option("cpu-x86", help="Target whose parity thresholds apply."),
     precision: str | None = typer.Option(None, help="fp32 | int8 (default: guessed from the file)."),
     samples: int = typer.Option(500),
     report: Path | None = typer.Option(None, help="Write the JSON report here."),
 ) -> None:
     """Compare an exported model with its PyTorch reference; exit 6 when it fails the target's thresholds."""
+    import json
+
     from edgekd.cli_support import verify_file
 
     res = verify_file(model, reference, data, target, precision, samples, report)
-    typer.echo(f"{model}: agreement {res.top1_agreement:.4f}, max|diff| {res.max_abs_diff:.3g}, "
-               f"cosine {res.cosine:.5f}, top-1 {res.metric:.2f}% ({res.metric_delta:+.2f}) -> "
+    seg = json.loads(reference.with_suffix(".json").read_text()).get("task") == "segment"
+    typer.echo(f"{model}: {'pixel ' if seg else ''}agreement {res.top1_agreement:.4f}, max|diff| "
+               f"{res.max_abs_diff:.3g}, cosine {res.cosine:.5f}, {'mIoU' if seg else 'top-1'} {res.metric:.2f}% "
+               f"({res.metric_delta:+.2f}) -> "
                f"{'pass' if res.passed else 'FAIL: ' + res.reason}")
     if not res.passed:
         raise typer.Exit(6)

@@ -32,7 +32,9 @@ def preprocess_for(model: Path, reference: Path | None) -> Preprocess:
 def calibration(data: str, pre: Preprocess, n: int) -> np.ndarray:
     from edgekd.data import load_data
 
-    d = load_data(data, pre.size[0], max_train=n, max_eval=1)
+    seg = (Path(data) / "images").is_dir() and (Path(data) / "masks").is_dir()  # calibrate on images, not masks
+    d = load_data(data, max(pre.size) if seg else pre.size[0], max_train=n, max_eval=1,
+                  task="segment" if seg else "classify")
     src = d.train.head(n)
     return pre.batch([src.image(i) for i in range(len(src))])
 
@@ -53,18 +55,21 @@ def verify_file(model: Path, reference: Path, data: str, target_name: str, preci
     target = load_target(target_name)
     net, card = load_checkpoint(reference)
     pre = Preprocess.from_dict(card["preprocess"])
-    d = load_data(data, pre.size[0], max_train=1, max_eval=samples)
+    task = card.get("task", "classify")  # a segmentation student is checked on masks (pixel agreement, mIoU)
+    d = load_data(data, max(pre.size) if task == "segment" else pre.size[0], max_train=1, max_eval=samples,
+                  task=task)
     if d.classes != card["classes"]:
         raise ConfigError(f"{data}: classes {d.classes[:4]}... differ from the reference's {card['classes'][:4]}...")
     src = d.test.head(samples)
     x = pre.batch([src.image(i) for i in range(len(src))])
+    step = d.eval_batch
     with torch.no_grad():
-        ref = np.concatenate([net(torch.from_numpy(x[i:i + 256])).numpy() for i in range(0, len(x), 256)])
+        ref = np.concatenate([net(torch.from_numpy(x[i:i + step])).numpy() for i in range(0, len(x), step)])
     precision = precision or ("int8" if "int8" in model.name else "fp32")
     if precision not in target.parity:
         raise ConfigError(f"target {target.name} has no thresholds for precision {precision}")
     exp = ExportedModel(fmt, precision, str(model), (str(model),))
-    res = verify_model(exp, x, src.labels, ref, target)
+    res = verify_model(exp, x, src.targets(pre), ref, target)
     if report is not None:
         report.write_text(json.dumps(to_json(res), indent=2))
     return res
