@@ -2,7 +2,7 @@
 and the KD student after QAD int8, through the pipeline's own stages.
 
 Two runs of `edgekd compress --task segment` share one fixed split (seed 0, 15 % test, 15 % val of the 118 pairs):
-  kd:      the teacher (unet_resnet18, trained by the pipeline with Dice + CE), then the student (unet_plain8,
+  kd:      the teacher (unet_plain32, trained by the pipeline with Dice + CE), then the student (unet_plain8,
            the FPGA-style plain U-Net) by pixel-wise KD (T=1, alpha 0.5 with Dice + CE), then QAD int8 (NNCF QAT
            from PTQ, fine-tuned by the same KD from the FP32 teacher)
   scratch: the same student, the same epochs and augmentation, Dice + CE only (the kd run's teacher is loaded only
@@ -33,7 +33,7 @@ SEED = {"fps": 398.0, "frames_per_j": 204.99, "miou": 71.92}
 
 def base(args) -> dict:
     return {"task": "segment", "data": str(DATA), "image_size": args.image_size, "val_fraction": 0.15, "seed": 0,
-            "teacher_arch": "unet_resnet18", "teacher_epochs": args.teacher_epochs, "student": args.student,
+            "teacher_arch": args.teacher_arch, "teacher_epochs": args.teacher_epochs, "student": args.student,
             "epochs": args.epochs, "batch_size": 8, "augment": True, "calib_samples": 82, "verify_samples": 200,
             "bench_iters": 50, "bench_warmup": 5}
 
@@ -52,10 +52,12 @@ def main() -> None:
     ap.add_argument("--teacher-epochs", type=int, default=50)
     ap.add_argument("--qad-epochs", type=int, default=4)
     ap.add_argument("--student", default="unet_plain8")
+    ap.add_argument("--teacher-arch", default="unet_plain32")
     ap.add_argument("--image-size", type=int, default=256, help="long side (320x480 images -> 160x256)")
     ap.add_argument("--passes", type=int, default=3, help="alternating latency passes")
     ap.add_argument("--iters", type=int, default=100, help="timed iterations per latency pass")
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "bench-seg")
+    ap.add_argument("--tag", default="", help="suffix of the JSON file name")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args()
     if not DATA.is_dir():
@@ -77,7 +79,7 @@ def main() -> None:
              cpu, kd_dir)
     teacher_w = Path(kd.results["teacher"]["teachers"][0]["path"])
     run(make_config(None, **base(args), name="seg-scratch", loss="dice_ce",
-        teachers=[{"spec": "timm:unet_resnet18", "weights": str(teacher_w)}]),
+        teachers=[{"spec": f"timm:{args.teacher_arch}", "weights": str(teacher_w)}]),
         cpu, scratch_dir)
 
     data = kd.data
@@ -85,7 +87,7 @@ def main() -> None:
     x = data.preprocess.batch([src.image(i) for i in range(len(src))])
     masks = src.targets(data.preprocess)
     models = {
-        "teacher unet_resnet18 (FP32, torch)": ("torch", teacher_w),
+        f"teacher {args.teacher_arch} (FP32, torch)": ("torch", teacher_w),
         f"student {args.student} scratch (FP32)": ("openvino", scratch_dir / "export" / "student-fp32.xml"),
         f"student {args.student} KD (FP32)": ("openvino", kd_dir / "export" / "student-fp32.xml"),
         f"student {args.student} KD + QAD (int8)": ("openvino", kd_dir / "export" / "student-int8.xml"),
@@ -129,7 +131,7 @@ def main() -> None:
               "kd_run": str(kd_dir), "scratch_run": str(scratch_dir),
               "quantize": json.loads((kd_dir / "quantize.json").read_text())}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "seg_crackforest.json").write_text(json.dumps(result, indent=2))
+    (args.out / f"seg_crackforest{args.tag}.json").write_text(json.dumps(result, indent=2))
     print(f"\nCrackForest test split ({len(data.test)} images at {h}x{w}; train {len(data.train)}, "
           f"val {len(data.val)})\n")
     print("| model | mIoU % | crack IoU % | crack Dice % | crack P / R % | CPU FPS (p50 ms) | FPGA FPS | Frames/J |")
