@@ -68,7 +68,7 @@ class RunConfig(BaseModel):
     data: str = "builtin:shapes10"
     teachers: list[TeacherSpec] = Field(default_factory=list)
     teacher_arch: str | None = Field(default=None, description="model trained when no teacher is given (default: "
-                                     "mobilevit_s; segment: unet_resnet18)")
+                                     "mobilevit_s; segment: unet_plain32)")
     teacher_epochs: PositiveInt = 60
     student: str | None = Field(default=None, description="default: mobilevit_xxs; segment: "
                                 "unet_mobilenetv3_large_100, or unet_plain16 on FPGA targets")
@@ -121,7 +121,7 @@ class RunConfig(BaseModel):
 TASK_DEFAULTS = {
     "classify": {"student": "mobilevit_xxs", "teacher_arch": "mobilevit_s", "loss": "kd", "temperature": 4.0,
                  "alpha": 0.9, "select_metric": "top1", "batch_size": 64},
-    "segment": {"student": "unet_mobilenetv3_large_100", "teacher_arch": "unet_resnet18", "loss": "pixel_kd",
+    "segment": {"student": "unet_mobilenetv3_large_100", "teacher_arch": "unet_plain32", "loss": "pixel_kd",
                 "temperature": 1.0, "alpha": 0.5, "select_metric": "miou", "batch_size": 8},
 }
 # FPGA dataflow flows take plain conv / ReLU / pool / upsample / concat graphs

@@ -79,7 +79,7 @@ def test_task_defaults_resolve_per_task_and_target():
 
     seg = resolve(RunConfig(task="segment"))
     assert (seg.student, seg.teacher_arch, seg.loss, seg.select_metric) == (
-        "unet_mobilenetv3_large_100", "unet_resnet18", "pixel_kd", "miou")
+        "unet_mobilenetv3_large_100", "unet_plain32", "pixel_kd", "miou")
     assert resolve(RunConfig(task="segment"), "fpga").student == "unet_plain16"  # plain ops for dataflow FPGAs
     assert resolve(RunConfig(task="segment", student="unet_plain8"), "fpga").student == "unet_plain8"
     cls = resolve(RunConfig())
