@@ -34,7 +34,8 @@ SEED = {"fps": 398.0, "frames_per_j": 204.99, "miou": 71.92}
 def base(args) -> dict:
     return {"task": "segment", "data": str(DATA), "image_size": args.image_size, "val_fraction": 0.15, "seed": 0,
             "teacher_arch": args.teacher_arch, "teacher_epochs": args.teacher_epochs, "student": args.student,
-            "epochs": args.epochs, "batch_size": 8, "augment": True, "calib_samples": 82, "verify_samples": 200,
+            "epochs": args.epochs, "batch_size": 8, "augment": True, "teacher_cache_views": args.views,
+            "calib_samples": 82, "verify_samples": 200,
             "bench_iters": 50, "bench_warmup": 5}
 
 
@@ -53,6 +54,8 @@ def main() -> None:
     ap.add_argument("--qad-epochs", type=int, default=4)
     ap.add_argument("--student", default="unet_plain8")
     ap.add_argument("--teacher-arch", default="unet_plain32")
+    ap.add_argument("--views", type=int, default=0, help="augmentation from K fixed views, teacher logits cached "
+                                                         "once per view (0: fully random, teacher online)")
     ap.add_argument("--image-size", type=int, default=256, help="long side (320x480 images -> 160x256)")
     ap.add_argument("--passes", type=int, default=3, help="alternating latency passes")
     ap.add_argument("--iters", type=int, default=100, help="timed iterations per latency pass")

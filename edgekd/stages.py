@@ -150,6 +150,9 @@ def distill(r: Run) -> dict:
     from edgekd.models.factory import create_timm, save_checkpoint
 
     cfg, data = r.cfg, r.data
+    import torch
+
+    torch.manual_seed(cfg.seed)  # the student's initial weights follow the seed, whatever ran before in the process
     student = create_timm(cfg.student, len(data.classes))
     res, stages = distill_student(student, data, cfg, r.results["teacher"]["teachers"],
                                   r.path("student", f"train-{r.stage_key}"))

@@ -72,6 +72,9 @@ def build_teacher(data: DataSplits, recipe: TeacherRecipe, weights: Path | None,
     view = view or View.of(data.preprocess)
     base = base_preprocess(data, [data.preprocess.size[0], view.size[0]])
     src = View.of(base)
+    import torch
+
+    torch.manual_seed(recipe.seed)  # initial weights follow the seed, whatever ran before in the process
     model = create_timm(recipe.arch, len(data.classes))
     fits = False
     if weights is not None:
