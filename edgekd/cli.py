@@ -28,7 +28,6 @@ def _teachers(specs: list[str], weights: list[Path]) -> list[dict]:
     return [{"spec": s, "weights": weights[i] if i < len(weights) else None} for i, s in enumerate(specs)]
 
 
-METRIC_NAME = {"top1": "top-1", "miou": "mIoU"}
 TEACHER_HELP = ("Teacher, repeatable: timm:NAME, edgekd:cifar_resnet56 (with --teacher-weights) or onnx:PATH "
                 "(black box, logits only).")
 
@@ -131,8 +130,10 @@ def distill(
     if rank() != 0:
         return
     d = r.results["distill"]
+    from edgekd.distill.metrics import METRIC_LABEL
+
     m = d.get("metric", "top1")
-    typer.echo(f"student: {d['path']} (test {'mIoU' if m == 'miou' else 'top-1'} {d[f'test_{m}']:.2f}%)")
+    typer.echo(f"student: {d['path']} (test {METRIC_LABEL[m]} {d[f'test_{m}']:.2f}%)")
 
 
 @app.command("train-teacher")
@@ -159,8 +160,10 @@ def train_teacher(
     task = "segment" if is_seg_model(arch) else "classify"  # a U-Net trains on images/ + masks/
     _, card = build_teacher(load_data(data, image_size, seed=seed, task=task), recipe, weights,
                             out.with_name(out.stem + "-train"), out, retrain=True)
+    from edgekd.distill.metrics import METRIC_LABEL
+
     m = card["metric"]
-    typer.echo(f"teacher {arch}: {out} (test {'mIoU' if m == 'miou' else 'top-1'} {card[f'test_{m}']:.2f}%)")
+    typer.echo(f"teacher {arch}: {out} (test {METRIC_LABEL[m]} {card[f'test_{m}']:.2f}%)")
 
 
 @app.command()
@@ -258,7 +261,9 @@ def _quantize_run(run_dir: Path, target: str | None, **opts) -> None:
     r = run(cfg, load_target(target or info["target"]), run_dir, until="verify")
     for m in r.results["verify"]["models"]:
         if m["precision"] == "int8":
-            label = METRIC_NAME.get(r.results["verify"].get("metric"), "top-1")
+            from edgekd.distill.metrics import METRIC_LABEL
+
+            label = METRIC_LABEL[r.results["verify"].get("metric", "top1")]
             typer.echo(f"{m['model']}: {label} {m['metric']:.2f}% ({m['metric_delta']:+.2f} vs the FP32 student on "
                        f"{r.results['verify']['samples']} test images), executed {m['executed_precision']}")
     typer.echo(f"report: {run_dir / ('quantize.json' if (run_dir / 'quantize.json').is_file() else 'verify.json')}")

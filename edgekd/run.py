@@ -56,13 +56,17 @@ def softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum(1, keepdims=True)
 
 
+def _read(path: Path) -> np.ndarray:
+    try:
+        return load_image(path)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: not a readable image ({exc})") from exc
+
+
 def classify(rt, pre: Preprocess, labels: list[str], images: list[Path], top: int) -> list[dict]:
     out = []
     for path in images:
-        try:
-            img = load_image(path)
-        except (OSError, ValueError) as exc:
-            raise DataError(f"{path}: not a readable image ({exc})") from exc
+        img = _read(path)
         p = softmax(rt(pre(img)[None]))[0]
         best = np.argsort(-p)[:top]
         out.append({"image": str(path), "label": labels[best[0]],
@@ -78,10 +82,7 @@ def segment(rt, pre: Preprocess, labels: list[str], images: list[Path], out: Pat
     out.mkdir(parents=True, exist_ok=True)
     results = []
     for path in images:
-        try:
-            img = load_image(path)
-        except (OSError, ValueError) as exc:
-            raise DataError(f"{path}: not a readable image ({exc})") from exc
+        img = _read(path)
         mask = rt(pre(img)[None])[0].argmax(0).astype(np.uint8)
         mask = np.asarray(Image.fromarray(mask).resize((img.shape[1], img.shape[0]), Image.NEAREST))
         dst = out / f"{path.stem}.png"

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekd.artifacts import ExportedModel, from_json, to_json
+from edgekd.distill.metrics import METRIC_LABEL
 from edgekd.errors import ConfigError, ParityError
 from edgekd.pipeline import Run
 from edgekd.progress import console
@@ -132,9 +133,6 @@ def teacher(r: Run) -> dict:
     slim = [{k: v for k, v in c.items() if k != "history"} for c in cards]
     return {"teachers": slim, "arch": " + ".join(c["arch"] for c in cards), "how": "; ".join(c["how"] for c in cards),
             "metric": m, f"test_{m}": cards[0][f"test_{m}"]}
-
-
-METRIC_LABEL = {"top1": "top-1", "miou": "mIoU"}
 
 
 def _seg_batch(cfg) -> dict:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+METRIC_LABEL = {"top1": "top-1", "macro_f1": "macro-F1", "miou": "mIoU"}  # how each task metric is printed
+
 
 def top1(logits: np.ndarray, labels: np.ndarray) -> float:
     """Top-1 accuracy in percent."""
