@@ -94,6 +94,8 @@ class RunConfig(BaseModel):
         default=0, description="with augment: draw each image from this many fixed views (flip x crop) and run "
                                "the teachers once per view instead of every epoch; 0 = fully random, teacher online")
     seed: int = 0
+    split_seed: int | None = Field(default=None, description="seed of the train/val/test split of a folder without "
+                                   "one (default: seed); fix it to compare training seeds on the same split")
     val_fraction: float = Field(default=0.1, gt=0, lt=0.5)
     max_train_samples: PositiveInt | None = None
     max_eval_samples: PositiveInt | None = None

@@ -39,7 +39,8 @@ class Run:
     def data(self):
         from edgekd.data import load_data
 
-        return load_data(self.cfg.data, self.cfg.image_size, self.cfg.val_fraction, self.cfg.seed,
+        return load_data(self.cfg.data, self.cfg.image_size, self.cfg.val_fraction,
+                         self.cfg.seed if self.cfg.split_seed is None else self.cfg.split_seed,
                          self.cfg.max_train_samples, self.cfg.max_eval_samples, self.cfg.task)
 
     def path(self, *parts: str) -> Path:
@@ -51,7 +52,7 @@ class Run:
 # (stage name, options it depends on, function); imported lazily so `edgekd --help` stays fast
 STAGE_DEPS: list[tuple[str, tuple[str, ...]]] = [
     ("teacher", ("task", "data", "teachers", "teacher_arch", "teacher_epochs", "image_size", "val_fraction", "seed",
-                 "max_train_samples", "max_eval_samples")),
+                 "split_seed", "max_train_samples", "max_eval_samples")),
     ("distill", ("student", "epochs", "batch_size", "lr", "weight_decay", "loss", "temperature", "alpha",
                  "losses", "features", "stages", "optimizer", "warmup_epochs", "select_metric", "augment",
                  "teacher_cache_views")),

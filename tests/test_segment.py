@@ -40,6 +40,19 @@ def test_folder_split_binary_masks_and_size(seg_dir):
     assert [p.name for p in again.test.paths] == [p.name for p in d.test.paths]  # a fixed split
 
 
+
+def test_split_seed_fixes_the_split_across_training_seeds(seg_dir):
+    from edgekd.config import make_config
+    from edgekd.pipeline import Run
+    from edgekd.targets import load_target
+
+    def test_names(**kw):
+        cfg = make_config(None, task="segment", data=str(seg_dir), val_fraction=0.1, **kw)
+        return [p.name for p in Run(cfg, load_target("cpu-x86"), Path(".")).data.test.paths]
+
+    assert test_names(seed=3, split_seed=0) == test_names(seed=0)  # training seed varies, the split does not
+    assert test_names(seed=3) != test_names(seed=0)  # without split_seed the seed draws the split too
+
 def test_index_masks_with_classes_txt(tmp_path):
     root = make_seg_folder(tmp_path / "multi", n=12, binary=False)
     d = load_data(str(root), None, 0.2, 0, task="segment")
