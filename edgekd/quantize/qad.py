@@ -71,8 +71,11 @@ def quantize_torch(student: nn.Module, calib: np.ndarray, spec: QuantSpec) -> nn
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, QuantizationParameters
 
     x = torch.from_numpy(calib)
-    ds = nncf.Dataset([x[i:i + spec.batch] for i in range(0, len(x), spec.batch)])
-    kw: dict = {"subset_size": len(x), "preset": nncf.QuantizationPreset(spec.preset)}
+    batches = [x[i:i + spec.batch] for i in range(0, len(x), spec.batch)]
+    ds = nncf.Dataset(batches)
+    # NNCF counts dataset items, here batches: every image is used either way, but len(x) made it warn that
+    # the dataset "contains only 3 samples, smaller than the requested subset size 82"
+    kw: dict = {"subset_size": len(batches), "preset": nncf.QuantizationPreset(spec.preset)}
     if spec.transformer:
         kw["model_type"] = nncf.ModelType.TRANSFORMER
     if spec.ignored_scope:
