@@ -149,10 +149,31 @@ def test_pixel_kd_hand_computed_with_two_teachers_and_task_term():
     soft = (0.25 * kd_per_sample(flat(s)[keep], flat(up)[keep], 2.0)
             + 0.75 * kd_per_sample(flat(s)[keep], flat(t2)[keep], 2.0)).mean()
     task = build_loss("dice_ce")(batch(s, y))
-    got = build_loss("pixel_kd", temperature=2.0, alpha=0.3)(batch(s, y, t1, t2, prior=torch.tensor([0.25, 0.75])))
+    two = batch(s, y, t1, t2, prior=torch.tensor([0.25, 0.75]))
+    got = build_loss("pixel_kd", temperature=2.0, alpha=0.3, balance=False)(two)
     assert got.item() == pytest.approx((0.3 * soft + 0.7 * task).item(), rel=1e-5)
     got.backward()
     assert s.grad.abs().sum() > 0
+    # balanced (the default): the per-pixel KL averaged within each ground-truth class, then over the classes
+    per = (0.25 * kd_per_sample(flat(s)[keep], flat(up)[keep], 2.0)
+           + 0.75 * kd_per_sample(flat(s)[keep], flat(t2)[keep], 2.0))
+    labels = y.reshape(-1)[keep]
+    balanced = torch.stack([per[labels == c].mean() for c in range(C)]).mean()
+    got = build_loss("pixel_kd", temperature=2.0, alpha=0.3)(two)
+    assert got.item() == pytest.approx((0.3 * balanced + 0.7 * task).item(), rel=1e-5)
+
+
+def test_pixel_kd_balance_gives_a_rare_class_the_weight_of_a_common_one():
+    y = torch.zeros(1, H, W, dtype=torch.long)
+    y[0, 3, 4] = 1  # one "crack" pixel among H*W
+    t = onehot_logits(y, 2, scale=4.0)
+    s = t.clone()
+    s[0, :, 3, 4] = 0.0  # the student disagrees with the teacher on the crack pixel only
+    kl = kd_per_sample(s[0, :, 3, 4][None], t[0, :, 3, 4][None], 1.0).item()
+    plain = build_loss("pixel_kd", alpha=1.0, balance=False)(batch(s, y, t)).item()
+    balanced = build_loss("pixel_kd", alpha=1.0)(batch(s, y, t)).item()
+    assert plain == pytest.approx(kl / (H * W), rel=1e-5)
+    assert balanced == pytest.approx(kl / 2, rel=1e-5)  # (background mean 0 + crack mean kl) / 2 classes
 
 
 def test_pixel_kd_bad_parameters():
