@@ -64,11 +64,6 @@ def torch_call(path: Path, threads: int):
     return call
 
 
-def softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(1, keepdims=True))
-    return e / e.sum(1, keepdims=True)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", default="0,1,2", help="training seeds of the student runs (the split is fixed)")
@@ -100,6 +95,7 @@ def main() -> None:
     from edgekd.bench.latency import time_calls
     from edgekd.config import make_config
     from edgekd.pipeline import run
+    from edgekd.run import softmax
     from edgekd.runtimes import runtime_for
     from edgekd.targets import load_target
 
