@@ -14,7 +14,7 @@ per-seed values. FPS: the seed-0 models, batch 1, 2 threads, timed in alternatin
 medians. The FPGA column is the FINN-style estimate of the int8 Q/DQ graph on the fpga-zu target (labelled
 estimated) next to the seed paper's measured 398 FPS / 204.99 Frames/J.
 
-    .venv/bin/python benchmarks/seg_crackforest.py [--seeds 0,1,2] [--teachers 3] [--epochs 40]
+    .venv/bin/python benchmarks/seg_crackforest.py [--seeds 0,1,2] [--teachers 1] [--epochs 40]
 
 Prints a Markdown table and writes benchmarks/results/seg_crackforest{--tag}.json.
 """
@@ -67,7 +67,7 @@ def torch_call(path: Path, threads: int):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", default="0,1,2", help="training seeds of the student runs (the split is fixed)")
-    ap.add_argument("--teachers", type=int, default=3, help="teachers in the ensemble, trained with seeds 0..K-1")
+    ap.add_argument("--teachers", type=int, default=1, help="teachers (K > 1: an ensemble, trained with seeds 0..K-1)")
     ap.add_argument("--teacher-arch", default="unet_plain16")
     ap.add_argument("--teacher-epochs", type=int, default=40)
     ap.add_argument("--student", default="unet_plain8")
