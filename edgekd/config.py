@@ -89,7 +89,23 @@ class RunConfig(BaseModel):
     warmup_epochs: float = Field(default=1.0, ge=0)
     select_metric: Literal["top1", "macro_f1", "miou"] | None = Field(
         default=None, description="validation metric that picks the best epoch (default top1; segment miou)")
-    augment: bool = False
+    augment: bool | Literal["none", "light", "standard", "strong"] | list[dict] | None = Field(
+        default=None, description="training augmentation: a preset (none, light = flip + pad-crop, standard = "
+        "random-resized crop + flip + colour jitter + erasing, strong = + TrivialAugment), true (= light) or a list "
+        "of torchvision v2 transforms ({name: RandomResizedCrop, scale: [0.5, 1]}); default standard for folder "
+        "data, none for builtin:shapes10")
+    crop_scale: tuple[float, float] | None = Field(
+        default=None, description="area range of the presets' random-resized crop (standard: 0.35-1)")
+    mixup: float = Field(default=0.0, ge=0, description="MixUp alpha (0 = off); the teacher sees the mixed image")
+    cutmix: float = Field(default=0.0, ge=0, description="CutMix alpha (0 = off); with mixup too, one per batch")
+    sampler: Literal["random", "balanced"] = Field(
+        default="random", description="balanced: every class equally likely per draw (imbalanced sets)")
+    num_workers: NonNegativeInt | None = Field(
+        default=None, description="loader worker processes (default: the cores available, at most 8)")
+    image_cache: Literal["auto", "memory", "disk", "off"] = Field(
+        default="auto", description="decode and resize every image once: in memory within image_cache_mb, else a "
+        "memory-mapped file in the run folder (auto); off decodes every epoch")
+    image_cache_mb: NonNegativeInt = 2048
     teacher_cache_views: NonNegativeInt = Field(
         default=0, description="with augment: draw each image from this many fixed views (flip x crop) and run "
                                "the teachers once per view instead of every epoch; 0 = fully random, teacher online")
@@ -133,12 +149,22 @@ FPGA_STUDENT = {"segment": "unet_plain16"}
 def resolve(cfg: RunConfig, device: str | None = None) -> RunConfig:
     """Fill the options left unset with the task's defaults (and the FPGA student on ``device="fpga"``)."""
     fill = {k: v for k, v in TASK_DEFAULTS[cfg.task].items() if getattr(cfg, k) is None}
+    if cfg.augment is None:  # photos need augmentation; the built-in demo set keeps its cached-logits setup
+        fill["augment"] = "none" if cfg.data.startswith("builtin:") else "standard"
     if "student" in fill and device == "fpga" and cfg.task in FPGA_STUDENT:
         fill["student"] = FPGA_STUDENT[cfg.task]
     if cfg.task == "segment" and cfg.select_metric in ("top1", "macro_f1"):
         raise ConfigError(f"select_metric {cfg.select_metric} is a classification metric; segmentation uses miou")
     if cfg.task == "classify" and cfg.select_metric == "miou":
         raise ConfigError("select_metric miou is for --task segment")
+    if (cfg.mixup or cfg.cutmix) and cfg.task == "segment":
+        raise ConfigError("mixup / cutmix are for classification; segmentation mixes masks too, which is not "
+                          "supported")
+    if (cfg.mixup or cfg.cutmix) and cfg.teacher_cache_views:
+        raise ConfigError("mixup / cutmix make a new image every batch, so teacher outputs cannot be cached per "
+                          "view: set teacher_cache_views: 0 (teacher online)")
+    if cfg.sampler == "balanced" and cfg.task == "segment":
+        raise ConfigError("sampler balanced balances image classes; segmentation data has none")
     return cfg.model_copy(update=fill) if fill else cfg
 
 

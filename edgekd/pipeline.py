@@ -37,11 +37,13 @@ class Run:
 
     @cached_property
     def data(self):
-        from edgekd.data import load_data
+        from edgekd.data import Loading, load_data
 
-        return load_data(self.cfg.data, self.cfg.image_size, self.cfg.val_fraction,
-                         self.cfg.seed if self.cfg.split_seed is None else self.cfg.split_seed,
-                         self.cfg.max_train_samples, self.cfg.max_eval_samples, self.cfg.task)
+        cfg = self.cfg
+        loading = Loading(cfg.num_workers, cfg.image_cache, cfg.image_cache_mb, self.root / "cache")
+        return load_data(cfg.data, cfg.image_size, cfg.val_fraction,
+                         cfg.seed if cfg.split_seed is None else cfg.split_seed,
+                         cfg.max_train_samples, cfg.max_eval_samples, cfg.task, loading)
 
     def path(self, *parts: str) -> Path:
         p = self.root.joinpath(*parts)
@@ -52,7 +54,8 @@ class Run:
 # (stage name, options it depends on, function); imported lazily so `edgekd --help` stays fast
 STAGE_DEPS: list[tuple[str, tuple[str, ...]]] = [
     ("teacher", ("task", "data", "teachers", "teacher_arch", "teacher_epochs", "image_size", "val_fraction", "seed",
-                 "split_seed", "max_train_samples", "max_eval_samples")),
+                 "split_seed", "max_train_samples", "max_eval_samples", "augment", "crop_scale", "mixup", "cutmix",
+                 "sampler")),
     ("distill", ("student", "epochs", "batch_size", "lr", "weight_decay", "loss", "temperature", "alpha",
                  "losses", "features", "stages", "optimizer", "warmup_epochs", "select_metric", "augment",
                  "teacher_cache_views")),

@@ -136,8 +136,13 @@ def teacher(r: Run) -> dict:
 
 
 def _seg_batch(cfg) -> dict:
-    """Segmentation teachers train at the run's batch size (dense maps: 64 images of 320x480 do not fit)."""
-    return {"batch_size": cfg.batch_size} if cfg.task == "segment" else {}
+    """The teacher's training options from the run's: augmentation (at least light), mixing, sampler, and for
+    segmentation the run's batch size (dense maps: 64 images of 320x480 do not fit)."""
+    from edgekd.teacher import teacher_augment
+
+    out = {"augment": teacher_augment(cfg.augment), "crop_scale": cfg.crop_scale, "mixup": cfg.mixup,
+           "cutmix": cfg.cutmix, "balanced": cfg.sampler == "balanced"}
+    return {**out, "batch_size": cfg.batch_size} if cfg.task == "segment" else out
 
 
 def distill(r: Run) -> dict:

@@ -29,8 +29,19 @@ class TeacherRecipe:
     lr: float = 2e-3
     weight_decay: float = 0.05
     batch_size: int = 64
-    augment: bool = True
+    augment: bool | str | tuple = True  # a preset name, True (= light) or a tuple of v2 transform mappings
     seed: int = 0
+    crop_scale: tuple[float, float] | None = None
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    balanced: bool = False  # class-balanced sampler
+
+
+def teacher_augment(spec):
+    """A teacher trains with the run's augmentation, and never with less than ``light`` (flip + pad-crop)."""
+    from edgekd.data.augment import is_on
+
+    return tuple(spec) if isinstance(spec, list) else (spec if is_on(spec) else "light")
 
 
 def parse_spec(spec: str) -> tuple[str, str]:
@@ -80,13 +91,16 @@ def build_teacher(data: DataSplits, recipe: TeacherRecipe, weights: Path | None,
     if weights is not None:
         fits = load_weights(model, read_state_dict(weights), str(weights))
     wrapped = Viewed(model, src, view)
-    train_dl = loader(data.train, base, recipe.batch_size, shuffle=True, augment=recipe.augment, seed=recipe.seed)
+    augment = list(recipe.augment) if isinstance(recipe.augment, tuple) else recipe.augment
+    train_dl = loader(data.train, base, recipe.batch_size, shuffle=True, augment=augment, seed=recipe.seed,
+                      balanced=recipe.balanced, crop_scale=recipe.crop_scale)
     val_dl = loader(data.val, base, data.eval_batch, shuffle=False)
     how, hist = "given weights", []
     seg = data.task == "segment"
     if retrain or not fits:
         settings = TrainSettings(recipe.epochs, recipe.lr, recipe.weight_decay, seed=recipe.seed,
-                                 select_metric="miou" if seg else "top1")
+                                 select_metric="miou" if seg else "top1", mixup=recipe.mixup, cutmix=recipe.cutmix,
+                                 num_classes=len(data.classes))
         # segmentation: Dice + CE, the task loss that does not drown a thin class in background pixels
         hist = fit(wrapped, train_dl, val_dl, build_loss("dice_ce" if seg else "ce"), settings, workdir,
                    desc=f"teacher {recipe.arch}").history

@@ -96,16 +96,40 @@ def test_fit_resumes_after_a_kill_and_matches_an_uninterrupted_run(tmp_path, mon
 
 
 def test_view_bank_augmentation_is_deterministic_per_view():
-    from edgekd.data.torchdata import TorchImageSet, view_offsets
+    from edgekd.data.torchdata import TorchImageSet
 
     data = tiny_data()
     ds = TorchImageSet(data.train, data.preprocess, fixed_view=3, views=8)
     a, b = ds[0][0], ds[0][0]
     assert torch.equal(a, b) and ds[0][3] == 3
-    assert torch.equal(ds[0][0], torch.flip(TorchImageSet(data.train, data.preprocess, fixed_view=2, views=8)[0][0],
-                                             [2])) is False  # view 3 = flip of crop 1, not of crop 0
-    offs = view_offsets(32, 8)
-    assert len(offs) == 4 and offs[0] == (4, 4) and len(set(offs)) == 4
+    plain = TorchImageSet(data.train, data.preprocess)[0][0]
+    assert torch.equal(TorchImageSet(data.train, data.preprocess, fixed_view=0, views=8)[0][0], plain)  # view 0
+    views = [TorchImageSet(data.train, data.preprocess, fixed_view=v, views=8)[0][0] for v in range(1, 8)]
+    assert sum(not torch.equal(v, plain) for v in views) >= 5  # the other views are augmented
+    assert len({v.numpy().tobytes() for v in views}) >= 5  # and differ from each other
+    # training draws a view per (epoch, sample) from the bank: the image is exactly that view's rendering
+    train = TorchImageSet(data.train, data.preprocess, augment="light", views=8)
+    for epoch in range(4):
+        x, _, i, v = train[(epoch, 0)]
+        assert 0 <= v < 8
+        assert torch.equal(x, TorchImageSet(data.train, data.preprocess, augment="light", fixed_view=v,
+                                            views=8)[0][0])
+
+
+def test_augmentation_is_seeded_per_sample_not_per_worker():
+    """The same (seed, epoch, index) gives the same augmented image in any process; another epoch another."""
+    from edgekd.data.torchdata import TorchImageSet, loader
+
+    data = tiny_data()
+    ds = TorchImageSet(data.train, data.preprocess, augment="strong", seed=5)
+    assert torch.equal(ds[(2, 7)][0], ds[(2, 7)][0])
+    assert not torch.equal(ds[(2, 7)][0], ds[(3, 7)][0])
+    batches = {}
+    for workers in (0, 2):
+        dl = loader(data.train, data.preprocess, 16, shuffle=True, augment="strong", seed=5, workers=workers)
+        dl.sampler.set_epoch(4)
+        batches[workers] = [x for x, *_ in dl]
+    assert all(torch.equal(a, b) for a, b in zip(batches[0], batches[2], strict=True))
 
 
 def test_progressive_multi_teacher_run_with_features(tmp_path, torch_teacher):

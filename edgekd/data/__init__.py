@@ -16,15 +16,31 @@ BUILTIN_SIZES = {"train": 6000, "val": 500, "test": 1000}
 
 
 @dataclass
+class Loading:
+    """How loaders read a set: worker processes (None: the cores available) and the decoded-image cache
+    (``auto``: in memory while the run's cached images fit ``cache_mb``, else memory-mapped files under
+    ``cache_dir``; ``memory``; ``disk``; ``off``: decode every epoch)."""
+
+    workers: int | None = None
+    cache: str = "auto"
+    cache_mb: int = 2048
+    cache_dir: Path | None = None
+    used_mb: float = 0.0  # what the in-memory cache of this run holds so far
+
+
+@dataclass(eq=False)
 class ImageSet:
     """Images held in memory (uint8 NHWC) or as file paths, with integer labels (classification) or mask files
-    (segmentation: ``labels`` are then zeros, one per image)."""
+    (segmentation: ``labels`` are then zeros, one per image; ``mask_arrays`` once decoded)."""
 
     labels: np.ndarray
     images: np.ndarray | None = None
     paths: list[Path] | None = None
     masks: list[Path] | None = None
     binary_masks: bool = False
+    mask_arrays: np.ndarray | None = None
+    loading: Loading | None = None
+    _decoded: dict = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -34,9 +50,22 @@ class ImageSet:
 
     def mask(self, i: int) -> np.ndarray:
         """uint8 HxW class indices of sample i (segmentation sets only)."""
+        if self.mask_arrays is not None:
+            return self.mask_arrays[i]
         from edgekd.data.segfolder import load_mask
 
         return load_mask(self.masks[i], self.binary_masks)
+
+    def decoded(self, size: tuple[int, int]) -> ImageSet:
+        """This set with every image decoded and resized to ``size`` once (uint8; masks too), kept for the rest
+        of the process. Sets already in memory are returned as they are."""
+        if self.images is not None:
+            return self
+        if size not in self._decoded:
+            from edgekd.data.cache import decode_all
+
+            self._decoded[size] = decode_all(self, size, self.loading or Loading())
+        return self._decoded[size]
 
     def targets(self, pre: Preprocess) -> np.ndarray:
         """Labels [N], or masks [N, H, W] at the model's input size (nearest resize)."""
@@ -55,6 +84,8 @@ class ImageSet:
             paths=None if self.paths is None else [self.paths[i] for i in idx],
             masks=None if self.masks is None else [self.masks[i] for i in idx],
             binary_masks=self.binary_masks,
+            mask_arrays=None if self.mask_arrays is None else self.mask_arrays[idx],
+            loading=self.loading,
         )
 
 
@@ -107,7 +138,19 @@ def _builtin_split(name: str, split: str, n: int) -> ImageSet:
 
 
 def load_data(spec: str, image_size: int | None = None, val_fraction: float = 0.1, seed: int = 0,
-              max_train: int | None = None, max_eval: int | None = None, task: str = "classify") -> DataSplits:
+              max_train: int | None = None, max_eval: int | None = None, task: str = "classify",
+              loading: Loading | None = None) -> DataSplits:
+    """Load a dataset by spec (see :func:`_load`); ``loading`` (workers, decoded-image cache) is attached to
+    every split for the loaders that read it."""
+    data = _load(spec, image_size, val_fraction, seed, max_train, max_eval, task)
+    loading = loading or Loading()
+    for s in (data.train, data.val, data.test):
+        s.loading = loading
+    return data
+
+
+def _load(spec: str, image_size: int | None, val_fraction: float, seed: int, max_train: int | None,
+          max_eval: int | None, task: str) -> DataSplits:
     """Load a dataset by spec.
 
     Args:

@@ -15,6 +15,7 @@ from torch import nn
 
 from edgekd.config import RunConfig, StageSpec, schedule
 from edgekd.data import DataSplits, base_preprocess
+from edgekd.data import augment as aug
 from edgekd.data.torchdata import loader
 from edgekd.distill.losses import LossMix, build_loss
 from edgekd.distill.teachers import OnnxTeacher, Teacher, TorchTeacher, View
@@ -35,6 +36,8 @@ def check_schedule(cfg: RunConfig, teacher_kinds: list[str]) -> None:
         label = f"stage {st.name or '?'}"
         if "teacher" in mix.needs and not teacher_kinds:
             raise ConfigError(f"{label}: losses {mix.names} need a teacher")
+        if (cfg.mixup or cfg.cutmix) and "dkd" in mix.names:
+            raise ConfigError(f"{label}: dkd needs each image's one true class; mixup / cutmix blend two")
         if "features" in mix.needs:
             if not cfg.features:
                 raise ConfigError(f"{label}: hint/attention losses need `features:` (student/teacher layer pairs)")
@@ -67,13 +70,15 @@ def load_teachers(cards: list[dict], data: DataSplits, src: View | None = None) 
 
 
 @torch.no_grad()
-def cache_logits(teachers: list[Teacher], data: DataSplits, base, views: int) -> torch.Tensor:
+def cache_logits(teachers: list[Teacher], data: DataSplits, base, views: int, augment=False,
+                 crop_scale=None) -> torch.Tensor:
     """Teacher logits for every training image under each view: [teachers, views, samples, classes]."""
     per_t = []
     for t in teachers:
         per_v = []
         for v in range(max(1, views)):
-            dl = loader(data.train, base, data.eval_batch, shuffle=False, views=views, fixed_view=v if views else None)
+            dl = loader(data.train, base, data.eval_batch, shuffle=False, views=views, augment=augment,
+                        fixed_view=v if views else None, crop_scale=crop_scale)
             if isinstance(t, TorchTeacher):
                 per_v.append(torch.from_numpy(predict(_Call(t), dl, f"cache {t.name} view {v + 1}/{max(1, views)}")))
             else:
@@ -112,21 +117,24 @@ def distill_student(student: nn.Module, data: DataSplits, cfg: RunConfig, teache
     prior = prior / prior.sum() if prior is not None else None
     cached = None
     only_logits = all("features" not in m.needs for m in mixes)
-    if teachers and only_logits and (not cfg.augment or cfg.teacher_cache_views):
-        cached = cache_logits(teachers, data, base, cfg.teacher_cache_views if cfg.augment else 0)
+    augment = aug.is_on(cfg.augment)
+    if teachers and only_logits and (not augment or cfg.teacher_cache_views):
+        cached = cache_logits(teachers, data, base, cfg.teacher_cache_views if augment else 0, cfg.augment,
+                              cfg.crop_scale)
     teaching = Teaching(teachers, prior, list(cfg.features), cached, (View.of(base), View.of(data.preprocess)))
     if base.size != data.preprocess.size:
         console.print(f"images read at {base.size[0]} px; the student sees them resized to "
                       f"{data.preprocess.size[0]} px, each teacher at its own size")
-    views = cfg.teacher_cache_views if cfg.augment else 0
+    views = cfg.teacher_cache_views if augment else 0
     train_dl = loader(data.train, base, cfg.batch_size, shuffle=True, augment=cfg.augment,
-                      seed=cfg.seed, views=views)
+                      seed=cfg.seed, views=views, balanced=cfg.sampler == "balanced", crop_scale=cfg.crop_scale)
     val_dl = loader(data.val, data.preprocess, data.eval_batch, shuffle=False)
     summary, res = [], None
     for i, (st, mix) in enumerate(zip(stages, mixes, strict=True)):
         final = i == len(stages) - 1
         settings = TrainSettings(st.epochs, st.lr or cfg.lr, cfg.weight_decay, cfg.warmup_epochs, cfg.seed,
-                                 cfg.optimizer, cfg.select_metric, keep="best" if final else "last")
+                                 cfg.optimizer, cfg.select_metric, keep="best" if final else "last",
+                                 mixup=cfg.mixup, cutmix=cfg.cutmix, num_classes=len(data.classes))
         settings = replace(settings, **(tweak or {}))
         name = st.name or f"stage{i + 1}"
         if len(stages) > 1:

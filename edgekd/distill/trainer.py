@@ -37,6 +37,9 @@ class TrainSettings:
     keep: str = "best"  # "best" (by the validation metric) or "last" (earlier stages of a schedule)
     # QAD: BatchNorm statistics stay as calibrated; with fake-quantized weights small batches make them drift
     freeze_bn: bool = False
+    mixup: float = 0.0  # MixUp / CutMix alphas (batch-level, before the teachers see the batch)
+    cutmix: float = 0.0
+    num_classes: int = 0
 
 
 @dataclass
@@ -241,14 +244,18 @@ def fit(model: nn.Module, train_dl: DataLoader, val_dl: DataLoader, loss_fn: nn.
         result = TrainResult(state["best_val"], state["best_epoch"], settings.select_metric, list(state["history"]))
         console.print(f"  {desc}: resuming after epoch {start} from {last}")
     prior = teaching.prior.to(dev) if teaching.prior is not None else None
+    mixer = None
+    if settings.mixup or settings.cutmix:
+        from edgekd.data.augment import batch_mixer
+
+        mixer = batch_mixer(settings.mixup, settings.cutmix, settings.num_classes)
     cached = teaching.cached
     for epoch in range(start, settings.epochs):
-        # the shuffle generator is re-seeded per epoch so a resumed run sees the same batch order
+        # each epoch's order and augmentation follow (seed, epoch), so a resumed run sees the same batches
         if acc.num_processes > 1 and hasattr(train_dl, "set_epoch"):
             train_dl.set_epoch(epoch)
-        else:
-            train_dl.generator.manual_seed(settings.seed * 1000 + epoch)
-        train_dl.dataset.rng = np.random.default_rng(settings.seed * 1000 + epoch)
+        elif hasattr(train_dl.sampler, "set_epoch"):
+            train_dl.sampler.set_epoch(epoch)
         model.train()
         if settings.freeze_bn:
             for m in model.modules():
@@ -259,7 +266,9 @@ def fit(model: nn.Module, train_dl: DataLoader, val_dl: DataLoader, loss_fn: nn.
         total, count = 0.0, 0
         for step, (x, y, idx, view) in enumerate(track(train_dl, len(train_dl),
                                                        f"{desc} epoch {epoch + 1}/{settings.epochs}", status)):
-            x, y = x.to(dev, non_blocking=True), y.to(dev)
+            x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+            if mixer is not None:  # the teachers below see the mixed image too (consistent teaching)
+                x, y = mixer(x, y)
             if hasattr(raw_loss, "epoch"):
                 raw_loss.epoch = epoch + step / len(train_dl)
             t_out: list[torch.Tensor] = []
