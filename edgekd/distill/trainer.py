@@ -264,8 +264,10 @@ def fit(model: nn.Module, train_dl: DataLoader, val_dl: DataLoader, loss_fn: nn.
         t_epoch = time.perf_counter()
         status: dict = {}
         total, count = 0.0, 0
+        wait, t_mark = 0.0, time.perf_counter()  # time spent waiting for the loader's next batch
         for step, (x, y, idx, view) in enumerate(track(train_dl, len(train_dl),
                                                        f"{desc} epoch {epoch + 1}/{settings.epochs}", status)):
+            wait += time.perf_counter() - t_mark
             x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
             if mixer is not None:  # the teachers below see the mixed image too (consistent teaching)
                 x, y = mixer(x, y)
@@ -293,11 +295,13 @@ def fit(model: nn.Module, train_dl: DataLoader, val_dl: DataLoader, loss_fn: nn.
             sched.step()
             total, count = total + loss.item() * len(y), count + len(y)
             status["loss"] = total / count
+            t_mark = time.perf_counter()
         train_s = time.perf_counter() - t_epoch
         val = evaluate(raw, val_dl, settings.select_metric)
         parts = {k: round(v, 4) for k, v in getattr(raw_loss, "parts", {}).items()}
         result.history.append({"epoch": epoch + 1, "loss": total / count, f"val_{settings.select_metric}": val,
-                               "parts": parts, "train_seconds": round(train_s, 2)})
+                               "parts": parts, "train_seconds": round(train_s, 2),
+                               "data_wait_seconds": round(wait, 3)})
         improved = val > result.best_val
         if improved:
             result.best_val, result.best_epoch = val, epoch + 1
