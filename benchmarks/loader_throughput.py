@@ -25,6 +25,7 @@ import argparse
 import json
 import statistics
 import time
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -132,11 +133,11 @@ def main() -> None:
         ref = load_data(str(folder), size, max_train=n)
         rows: dict = {"plain": [], "before": [], "now": [], "train_before": [], "train_now": []}
         for rnd in range(args.rounds):
-            rows["plain"].append(time_epochs(lambda: plain_loader([str(p) for p in ref.train.paths],
-                                                                  ref.train.labels.tolist(), size, 64), args.epochs))
+            paths, labels = [str(p) for p in ref.train.paths], ref.train.labels.tolist()
+            rows["plain"].append(time_epochs(partial(plain_loader, paths, labels, size, 64), args.epochs))
             for key, new in (("before", False), ("now", True)):
-                rows[key].append(time_epochs(lambda new=new: edgekd_loader(str(folder), size, n, 64, new)[1],
-                                             args.epochs))
+                make = partial(edgekd_loader, str(folder), size, n, 64, new)
+                rows[key].append(time_epochs(lambda make=make: make()[1], args.epochs))
             for key, new in (("train_before", False), ("train_now", True)):
                 rows[key].append(train_wait(str(folder), size, n, args.student, args.train_epochs, new,
                                             args.work / f"{name}-{key}-{rnd}"))
