@@ -52,8 +52,10 @@ class Run:
 # (stage name, options it depends on, function); imported lazily so `edgekd --help` stays fast
 STAGE_DEPS: list[tuple[str, tuple[str, ...]]] = [
     ("teacher", ("task", "data", "teachers", "teacher_arch", "teacher_epochs", "image_size", "val_fraction", "seed",
+                 "teacher_arch_weights",
                  "split_seed", "max_train_samples", "max_eval_samples")),
     ("distill", ("student", "epochs", "batch_size", "lr", "weight_decay", "loss", "temperature", "alpha",
+                 "student_weights",
                  "losses", "features", "stages", "optimizer", "warmup_epochs", "select_metric", "augment",
                  "teacher_cache_views")),
     ("export", ()),
