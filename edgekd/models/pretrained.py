@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import functools
 import os
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -301,18 +301,13 @@ def _from_hub(arch: str, n: int, choice: str, name: str, features: bool, who: st
     from timm.models import split_model_name_tag
 
     cached = _hub_cached(choice) is not None
-    with _cache_only() if cached else _nullcontext():
+    with _cache_only() if cached else nullcontext():
         model, head = _timm(arch, n, choice, features, who, choice)
     got = (model.encoder if features else model).pretrained_cfg.get("architecture")
     want = split_model_name_tag(name)[0]
     if got and got != want:
         raise ModelError(f"{who}: {choice} holds {got} weights, not {want}")
     return model, {**rec, "used": f"{choice}{' (encoder)' if features else ''}", "head": head}
-
-
-@contextmanager
-def _nullcontext():
-    yield
 
 
 def _from_file(arch: str, n: int, path: Path, name: str | None, features: bool, who: str, rec: dict):
@@ -326,7 +321,7 @@ def _from_file(arch: str, n: int, path: Path, name: str | None, features: bool, 
     if path.suffix == ".npz":
         if name is None:
             raise ModelError(f"{who}: {path} is a JAX .npz; {arch} loads safetensors or a state_dict")
-        keys, head_n = _npz_keys(path)
+        head_n = _npz_head(path)
         model, head = _timm(arch, n, name, features, who, str(path), overlay={"file": str(path),
                             "custom_load": True}, file_classes=head_n)
         return model, {**rec, "head": head}
@@ -345,16 +340,15 @@ def _from_file(arch: str, n: int, path: Path, name: str | None, features: bool, 
     return model, {**rec, "head": head}
 
 
-def _npz_keys(path: Path) -> tuple[list[str], int]:
+def _npz_head(path: Path) -> int:
+    """The class count of a JAX .npz's head (0: none), read without pickle."""
     import numpy as np
 
     try:
         with np.load(path, allow_pickle=False) as z:
-            keys = list(z.files)
-            n = int(z["head/bias"].shape[-1]) if "head/bias" in keys else 0
+            return int(z["head/bias"].shape[-1]) if "head/bias" in z.files else 0
     except Exception as exc:  # noqa: BLE001
         raise ModelError(f"{path}: not a readable .npz archive ({str(exc).splitlines()[0]})") from exc
-    return keys, n
 
 
 def _timm(arch: str, n: int, name: str, features: bool, who: str, source: str, overlay: dict | None = None,
@@ -383,7 +377,8 @@ def _timm(arch: str, n: int, name: str, features: bool, who: str, source: str, o
         if lines[0].startswith("Error(s) in loading state_dict") and len(lines) > 1:  # torch: say which tensors
             raise ModelError(f"{who}: {source} does not match {name} ({lines[1][:200]}); is it the right "
                              f"architecture?") from exc
-        raise ModelError(f"{who}: cannot load {source} into {name}: {lines[0][:300]}") from exc
+        into = "" if source == name else f" into {name}"
+        raise ModelError(f"{who}: cannot load {source}{into}: {lines[0][:300]}") from exc
     cfg = net.pretrained_cfg
     heads = _classifiers(cfg.get("architecture") or name)
     for res in loaded:
