@@ -277,3 +277,16 @@ def test_auto_warns_and_runs_then_a_weights_file_retrains_only_the_student(tmp_p
     card = json.loads((out / "student" / "student.json").read_text())
     assert card["weights"] == {"requested": str(path), "used": "file", "file": str(path.resolve()),
                                "sha256": _sha(path), "head": "re-initialised (1000 -> 2 classes)"}
+
+
+def test_bundle_manifest_records_the_starts(tiny_run):
+    """The compressed tiny run (builtin data, so `auto` means none): the manifest says which start each model
+    had, and the student card agrees."""
+    from edgekd.bundle import verify_bundle_dir
+
+    manifest = verify_bundle_dir(tiny_run["out"] / "bundle")
+    assert manifest["student"]["weights"] == {"requested": "auto", "used": "random",
+                                              "reason": "built-in synthetic data (auto means none there)"}
+    assert [t["requested"] for t in manifest["teacher"]["weights"]] == ["auto"]
+    card = json.loads((tiny_run["out"] / "student" / "student.json").read_text())
+    assert card["weights"] == manifest["student"]["weights"]
