@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: setup
-	$(BIN)/edgekd compress --target cpu-x86 --out runs/demo
+	$(BIN)/edgekd compress --target cpu-x86 --recipe models/shapes10-demo.yaml --out runs/demo
 
 test: setup
 	$(BIN)/ruff check edgekd tests benchmarks

@@ -33,7 +33,7 @@ def main() -> None:
     for seed in [int(s) for s in args.seeds.split(",")]:
         for loss in ("ce", "kd"):
             cfg = make_config(None, data=args.data, epochs=args.epochs, loss=loss, seed=seed,
-                              name=f"{loss}-s{seed}")
+                              name=f"{loss}-s{seed}", student_weights="none", teacher_arch_weights="none")
             t0 = time.time()
             r = run(cfg, load_target("cpu-x86"), args.work / f"{loss}-s{seed}", until="distill")
             d = r.results["distill"]

@@ -38,7 +38,9 @@ def base(args) -> dict:
     return {"task": "segment", "data": str(DATA), "image_size": args.image_size, "val_fraction": 0.15,
             "split_seed": 0, "teacher_arch": args.teacher_arch, "teacher_epochs": args.teacher_epochs,
             "student": args.student, "epochs": args.epochs, "lr": args.lr, "batch_size": 8, "augment": True,
-            "calib_samples": 82, "verify_samples": 200, "bench_iters": 50, "bench_warmup": 5}
+            "calib_samples": 82, "verify_samples": 200, "bench_iters": 50, "bench_warmup": 5,
+            # README's numbers are from random starts; `auto` would pick ImageNet encoders where a hub answers
+            "student_weights": "none", "teacher_arch_weights": "none"}
 
 
 def scores(outputs: np.ndarray, masks: np.ndarray, classes: list[str]) -> dict:

@@ -93,8 +93,10 @@ def write_bundle(r) -> dict:
                     f"student_fp32_{metric}": res["verify"][f"student_{metric}"],
                     "samples": res["verify"]["samples"], "bench_threads": target.threads,
                     "latency_measured_on": versions["cpu"]},
-        "student": {"arch": res["distill"]["arch"], "params_m": res["distill"]["params_m"]},
-        "teacher": {"arch": res["teacher"]["arch"]},
+        # where each model's first weights came from (requested choice, what was used, file sha256)
+        "student": {"arch": res["distill"]["arch"], "params_m": res["distill"]["params_m"],
+                    "weights": res["distill"].get("weights")},
+        "teacher": {"arch": res["teacher"]["arch"], "weights": [t.get("weights") for t in res["teacher"]["teachers"]]},
         "versions": versions,
     }
     quant = r.root / "quantize.json"

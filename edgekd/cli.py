@@ -30,6 +30,11 @@ def _teachers(specs: list[str], weights: list[Path]) -> list[dict]:
 
 TEACHER_HELP = ("Teacher, repeatable: timm:NAME, edgekd:cifar_resnet56 (with --teacher-weights) or onnx:PATH "
                 "(black box, logits only).")
+TEACHER_WEIGHTS_HELP = ("Weights for each --teacher: a safetensors/state_dict file, imagenet, none or hf-hub:ORG/NAME "
+                        "(default: timm's pretrained weights, fine-tuned on the data; unreachable is an error).")
+STUDENT_WEIGHTS_HELP = ("The student's start: auto (timm's ImageNet weights when cached or reachable, else random "
+                        "with a warning) | imagenet | none | hf-hub:ORG/NAME | a weights file (safetensors, .pth/.bin "
+                        "state_dict, timm .npz); unet_<encoder>: the encoder's.")
 
 
 def _check_resume(resume: bool, overwrite: bool, out: Path) -> None:
@@ -52,10 +57,11 @@ def compress(
                                                 "folder of images/ + masks/ (same stems; PNG class indices or 0/255)."),
     task: str | None = typer.Option(None, help="classify | segment"),
     teacher: list[str] = typer.Option([], help=TEACHER_HELP),
-    teacher_weights: list[Path] = typer.Option([], help="Weights for each --teacher (safetensors/state_dict)."),
+    teacher_weights: list[Path] = typer.Option([], help=TEACHER_WEIGHTS_HELP),
     student: str | None = typer.Option(None, help="timm classifier name (default mobilevit_xxs); segment: "
                                        "unet_<timm encoder> or unet_plain<W> (default unet_mobilenetv3_large_100, "
                                        "unet_plain16 on FPGA targets)."),
+    student_weights: str | None = typer.Option(None, help=STUDENT_WEIGHTS_HELP),
     loss: str | None = typer.Option(None, help="kd | dkd | ce | multi_teacher; segment: pixel_kd | dice_ce | cwd "
                                     "(a recipe can mix several)."),
     recipe: Path | None = typer.Option(None, help="Recipe YAML (models/*.yaml); flags override it."),
@@ -82,7 +88,8 @@ def compress(
 
     tgt = load_target(target)
     _check_resume(resume, overwrite, out)
-    cfg = _config(recipe, data=data, task=task, student=student, loss=loss, epochs=epochs, batch_size=batch_size, lr=lr,
+    cfg = _config(recipe, data=data, task=task, student=student, student_weights=student_weights, loss=loss,
+                  epochs=epochs, batch_size=batch_size, lr=lr,
                   image_size=image_size, max_train_samples=max_train_samples, max_eval_samples=max_eval_samples,
                   bench_iters=bench_iters, name=name or out.name, quantize_method=quantize, qad_epochs=qad_epochs,
                   max_accuracy_drop=max_accuracy_drop,
@@ -101,8 +108,9 @@ def distill(
                                                 "folder of images/ + masks/."),
     task: str | None = typer.Option(None, help="classify | segment"),
     teacher: list[str] = typer.Option([], help=TEACHER_HELP),
-    teacher_weights: list[Path] = typer.Option([], help="Weights for each --teacher (safetensors/state_dict)."),
+    teacher_weights: list[Path] = typer.Option([], help=TEACHER_WEIGHTS_HELP),
     student: str | None = typer.Option(None),
+    student_weights: str | None = typer.Option(None, help=STUDENT_WEIGHTS_HELP),
     loss: str | None = typer.Option(None, help="kd | dkd | ce | multi_teacher (a recipe can mix several)."),
     recipe: Path | None = typer.Option(None, help="Recipe YAML (models/*.yaml); flags override it."),
     epochs: int | None = typer.Option(None),
@@ -120,8 +128,8 @@ def distill(
     from edgekd.targets import load_target
 
     _check_resume(resume, False, out)
-    cfg = _config(recipe, data=data, task=task, student=student, loss=loss, epochs=epochs, image_size=image_size,
-                  name=out.name,
+    cfg = _config(recipe, data=data, task=task, student=student, student_weights=student_weights, loss=loss,
+                  epochs=epochs, image_size=image_size, name=out.name,
                   max_train_samples=max_train_samples, max_eval_samples=max_eval_samples,
                   teachers=_teachers(teacher, teacher_weights) if teacher else None)
     r = run(cfg, load_target("cpu-x86"), out, until="distill")
@@ -140,7 +148,9 @@ def distill(
 def train_teacher(
     data: str = typer.Option("builtin:shapes10", help="ImageFolder dir or builtin:shapes10."),
     arch: str = typer.Option("mobilevit_s", help="timm classifier name."),
-    weights: Path | None = typer.Option(None, help="Start from these weights (head re-sized if needed)."),
+    weights: Path | None = typer.Option(None, help="Start from these weights (head re-sized if needed), or imagenet "
+                                        "| none | hf-hub:ORG/NAME (default auto: timm's pretrained weights when "
+                                        "reachable, else random with a warning)."),
     epochs: int = typer.Option(60),
     lr: float = typer.Option(2e-3),
     batch_size: int = typer.Option(64),
@@ -159,7 +169,7 @@ def train_teacher(
 
     task = "segment" if is_seg_model(arch) else "classify"  # a U-Net trains on images/ + masks/
     _, card = build_teacher(load_data(data, image_size, seed=seed, task=task), recipe, weights,
-                            out.with_name(out.stem + "-train"), out, retrain=True)
+                            out.with_name(out.stem + "-train"), out, retrain=True, option="--weights")
     from edgekd.distill.metrics import METRIC_LABEL
 
     m = card["metric"]

@@ -15,7 +15,8 @@ class TeacherSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     spec: str = Field(description="timm:NAME, edgekd:NAME (cifar_resnet56...) or onnx:PATH")
-    weights: Path | None = Field(default=None, description="safetensors or state_dict checkpoint")
+    weights: Path | None = Field(default=None, description="safetensors or state_dict checkpoint; or imagenet, none, "
+                                 "hf-hub:ORG/NAME (default: timm's pretrained weights, required)")
     image_size: PositiveInt | None = Field(default=None, description="teacher input side (default: the ONNX "
                                            "file's static size, else the student's)")
     mean: tuple[float, float, float] | None = Field(default=None, description="default: ImageNet")
@@ -69,9 +70,14 @@ class RunConfig(BaseModel):
     teachers: list[TeacherSpec] = Field(default_factory=list)
     teacher_arch: str | None = Field(default=None, description="model trained when no teacher is given (default: "
                                      "mobilevit_s; segment: unet_plain32)")
+    teacher_arch_weights: str = Field(default="auto", min_length=1, description="start of that teacher: auto | "
+                                      "imagenet | none | hf-hub:ORG/NAME | a weights file (models/pretrained.py)")
     teacher_epochs: PositiveInt = 60
     student: str | None = Field(default=None, description="default: mobilevit_xxs; segment: "
                                 "unet_mobilenetv3_large_100, or unet_plain16 on FPGA targets")
+    student_weights: str = Field(default="auto", min_length=1, description="the student's start: auto (timm's "
+                                 "pretrained weights when reachable, else random with a warning) | imagenet | none | "
+                                 "hf-hub:ORG/NAME | a weights file; unet_<encoder>: the encoder's")
     image_size: PositiveInt | None = Field(default=None, description="input side (segment: the long side, the "
                                            "images' aspect kept)")
     epochs: PositiveInt = 8

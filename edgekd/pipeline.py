@@ -54,11 +54,12 @@ class Run:
 # (stage name, options it depends on, function); imported lazily so `edgekd --help` stays fast
 STAGE_DEPS: list[tuple[str, tuple[str, ...]]] = [
     ("teacher", ("task", "data", "teachers", "teacher_arch", "teacher_epochs", "image_size", "val_fraction", "seed",
-                 "split_seed", "max_train_samples", "max_eval_samples", "augment", "crop_scale", "mixup", "cutmix",
-                 "sampler")),
+                 "teacher_arch_weights", "split_seed", "max_train_samples", "max_eval_samples", "augment",
+                 "crop_scale", "mixup", "cutmix", "sampler")),
     ("distill", ("student", "epochs", "batch_size", "lr", "weight_decay", "loss", "temperature", "alpha",
+                 "student_weights",
                  "losses", "features", "stages", "optimizer", "warmup_epochs", "select_metric", "augment",
-                 "teacher_cache_views")),
+                 "teacher_cache_views", "crop_scale", "mixup", "cutmix", "sampler")),
     ("export", ()),
     ("quantize", ("calib_samples", "quant_preset", "quantize_method", "quant_ignored_scope", "qad_epochs", "qad_lr",
                   "qad_losses", "max_accuracy_drop", "max_fp32_layers")),

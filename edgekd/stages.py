@@ -63,7 +63,7 @@ def preflight(r: Run) -> None:
             raise ConfigError(f"ONNX teacher {value} does not exist")
         if kind == "onnx" and t.weights is not None:
             raise ConfigError(f"teacher {t.spec}: an ONNX file carries its own weights; drop `weights`")
-        if t.weights is not None and not t.weights.is_file():
+        if t.weights is not None and _is_file_choice(t.weights) and not t.weights.is_file():
             raise ConfigError(f"teacher weights {t.weights} do not exist")
     if not cfg.data.startswith(BUILTIN_PREFIX) and not Path(cfg.data).is_dir():
         raise DataError(f"data folder {cfg.data} does not exist" if not Path(cfg.data).exists()
@@ -80,6 +80,7 @@ def preflight(r: Run) -> None:
     for name in names:
         if not is_model(name):
             create_timm(name, 2)  # raises with suggestions
+    _preflight_weights(cfg, kinds)
     if cfg.features:  # layer names exist? (models built with random weights, no forward pass)
         from edgekd.distill.features import FeatureTap
 
@@ -97,6 +98,29 @@ def preflight(r: Run) -> None:
     console.print(f"pre-flight: untrained {cfg.student} runs in {', '.join(checked)} ({r.target.name})")
 
 
+def _is_file_choice(weights) -> bool:
+    from edgekd.models.pretrained import kind
+
+    return kind(str(weights)) == "file"
+
+
+def _preflight_weights(cfg, kinds: list[str]) -> None:
+    """Pretrained starts that cannot be had stop the run now, before a teacher trains: ``imagenet`` or a hub model
+    asked for offline, a named teacher without weights whose pretrained ones are unreachable, a missing file."""
+    from edgekd.data import BUILTIN_PREFIX
+    from edgekd.models.pretrained import check
+    from edgekd.teacher import parse_spec
+
+    synthetic = cfg.data.startswith(BUILTIN_PREFIX)  # `auto` means none on the built-in synthetic data
+    check(cfg.student, cfg.student_weights, f"student {cfg.student}", "--student-weights")
+    for t, k in zip(cfg.teachers, kinds, strict=True):
+        if k != "onnx" and (t.weights is None or not _is_file_choice(t.weights)):
+            check(parse_spec(t.spec)[1], str(t.weights or "auto"), f"teacher {t.spec}", "--teacher-weights",
+                  required=not synthetic)
+    if not cfg.teachers and (cfg.data, cfg.teacher_arch) not in SHIPPED_TEACHERS:
+        check(cfg.teacher_arch, cfg.teacher_arch_weights, f"teacher {cfg.teacher_arch}", "teacher_arch_weights")
+
+
 def teacher(r: Run) -> dict:
     """Each given teacher (checked, head re-trained when its classes differ), or the shipped / trained default."""
     from edgekd.teacher import TeacherRecipe, build_teacher, onnx_teacher_card, parse_spec, teacher_view
@@ -112,19 +136,22 @@ def teacher(r: Run) -> dict:
             recipe = TeacherRecipe(arch=value, epochs=cfg.teacher_epochs, seed=cfg.seed, **_seg_batch(cfg))
             out = r.path("teacher", f"teacher{i}.safetensors")
             work = r.path("teacher", f"train{i}-{r.stage_key}")
-            _, card = build_teacher(r.data, recipe, spec.weights, work, out, view=view)
+            # a named teacher without weights starts from its pretrained ones (never silently random)
+            _, card = build_teacher(r.data, recipe, spec.weights, work, out, view=view, required=True)
             card = {"path": str(out), **card}
         card["weight"] = spec.weight
         cards.append(card)
     if not cfg.teachers:
         recipe = TeacherRecipe(arch=cfg.teacher_arch, epochs=cfg.teacher_epochs, seed=cfg.seed, **_seg_batch(cfg))
-        weights = None
+        weights, shipped = cfg.teacher_arch_weights, None
         if (cfg.data, cfg.teacher_arch) in SHIPPED_TEACHERS:
             shipped = MODELS_DIR / SHIPPED_TEACHERS[(cfg.data, cfg.teacher_arch)]
-            weights = shipped if shipped.is_file() else None
+            shipped = shipped if shipped.is_file() else None
+            weights = shipped or weights
         out = r.path("teacher", "teacher0.safetensors")
-        _, card = build_teacher(r.data, recipe, weights, r.path("teacher", f"train0-{r.stage_key}"), out)
-        if weights is not None:
+        _, card = build_teacher(r.data, recipe, weights, r.path("teacher", f"train0-{r.stage_key}"), out,
+                                option="teacher_arch_weights")
+        if shipped is not None:
             card["how"] = f"shipped with edgekd: models/{weights.name}"
         cards.append({"path": str(out), **card, "weight": 1.0})
     m = cards[0]["metric"]
@@ -150,13 +177,18 @@ def distill(r: Run) -> dict:
     from edgekd.data.torchdata import loader
     from edgekd.distill.engine import distill_student
     from edgekd.distill.trainer import test_report
-    from edgekd.models.factory import create_timm, save_checkpoint
+    from edgekd.models.factory import save_checkpoint
 
     cfg, data = r.cfg, r.data
     import torch
 
+    from edgekd.data import BUILTIN_PREFIX
+    from edgekd.models.pretrained import build
+
     torch.manual_seed(cfg.seed)  # the student's initial weights follow the seed, whatever ran before in the process
-    student = create_timm(cfg.student, len(data.classes))
+    # its start (ImageNet, hub, file or random) is recorded in the card and the bundle manifest
+    student, start = build(cfg.student, len(data.classes), cfg.student_weights, f"student {cfg.student}",
+                           "--student-weights", synthetic=cfg.data.startswith(BUILTIN_PREFIX))
     res, stages = distill_student(student, data, cfg, r.results["teacher"]["teachers"],
                                   r.path("student", f"train-{r.stage_key}"))
     rep = test_report(student, loader(data.test, data.preprocess, data.eval_batch, shuffle=False), data.classes)
@@ -169,7 +201,7 @@ def distill(r: Run) -> dict:
             "preprocess": data.preprocess.to_dict(), "metric": m, **scores,
             "per_class": rep["per_class"], "select_metric": cfg.select_metric, "best_val": res.best_val,
             "best_epoch": res.best_epoch, "stages": stages, "loss": cfg.loss,
-            "params_m": sum(p.numel() for p in student.parameters()) / 1e6}
+            "params_m": sum(p.numel() for p in student.parameters()) / 1e6, "weights": start}
     if rank() == 0:
         save_checkpoint(student, out, card)
     extra = (f"macro-F1 {rep['macro_f1']:.2f}" if m == "top1" else

@@ -1,8 +1,8 @@
 """Teacher stage: load each given teacher (fine-tuning its head when the class count differs), or train one.
 
-Teacher specs: ``timm:NAME`` (with local weights), ``edgekd:NAME`` (edgekd's own CIFAR ResNets, e.g. the
-CIFAR-10 ResNet-56 checkpoint), ``onnx:PATH`` (a black-box teacher, logits only). Each keeps its own view of the
-data (input size, normalisation).
+Teacher specs: ``timm:NAME`` (local weights, or timm's pretrained ones fine-tuned on the data), ``edgekd:NAME``
+(edgekd's own CIFAR ResNets, e.g. the CIFAR-10 ResNet-56 checkpoint), ``onnx:PATH`` (a black-box teacher, logits
+only). Each keeps its own view of the data (input size, normalisation).
 """
 
 from __future__ import annotations
@@ -12,12 +12,14 @@ from pathlib import Path
 
 from torch import nn
 
-from edgekd.data import DataSplits, base_preprocess
+from edgekd.bundle import sha256
+from edgekd.data import BUILTIN_PREFIX, DataSplits, base_preprocess
 from edgekd.data.torchdata import loader
 from edgekd.distill.losses import build_loss
 from edgekd.distill.teachers import OnnxTeacher, View, Viewed, onnx_input_size, onnx_num_outputs
 from edgekd.distill.trainer import TrainSettings, device, fit, test_report
 from edgekd.errors import ConfigError
+from edgekd.models import pretrained
 from edgekd.models.factory import create_timm, load_weights, read_state_dict, save_checkpoint
 from edgekd.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
@@ -72,12 +74,15 @@ def teacher_view(spec, data: DataSplits) -> View:
                  tuple(spec.std or IMAGENET_STD))
 
 
-def build_teacher(data: DataSplits, recipe: TeacherRecipe, weights: Path | None, workdir: Path,
-                  out: Path, retrain: bool = False, view: View | None = None) -> tuple[nn.Module, dict]:
+def build_teacher(data: DataSplits, recipe: TeacherRecipe, weights: Path | str | None, workdir: Path,
+                  out: Path, retrain: bool = False, view: View | None = None, required: bool = False,
+                  option: str = "--teacher-weights") -> tuple[nn.Module, dict]:
     """Return the teacher and its card, saved at ``out`` (safetensors + JSON).
 
-    With ``weights`` whose head fits the data's classes the teacher is used as is; with a head that does not
-    fit (or no weights at all) it is trained with cross-entropy for ``recipe.epochs``. ``view`` is the
+    ``weights``: a weights file, or a pretrained choice (``auto`` when None; see edgekd.models.pretrained;
+    ``required``: ``auto`` may not fall back to random weights, as for a teacher the user named). A file whose
+    head fits the data's classes is used as is; with a head that does not fit, pretrained (ImageNet / hub)
+    weights or random ones the teacher is trained with cross-entropy for ``recipe.epochs``. ``view`` is the
     teacher's own input size / normalisation (default: the student's).
     """
     view = view or View.of(data.preprocess)
@@ -86,10 +91,16 @@ def build_teacher(data: DataSplits, recipe: TeacherRecipe, weights: Path | None,
     import torch
 
     torch.manual_seed(recipe.seed)  # initial weights follow the seed, whatever ran before in the process
-    model = create_timm(recipe.arch, len(data.classes))
-    fits = False
-    if weights is not None:
-        fits = load_weights(model, read_state_dict(weights), str(weights))
+    choice = "auto" if weights is None else str(weights)
+    if pretrained.kind(choice) == "file":  # a file: the whole model, as before (edgekd:cifar_resnet56 and friends)
+        model = create_timm(recipe.arch, len(data.classes))
+        fits = load_weights(model, read_state_dict(Path(choice)), choice)
+        start = {"requested": choice, "used": "file", "file": str(Path(choice).resolve()),
+                 "sha256": sha256(Path(choice)), "head": "kept" if fits else "re-initialised"}
+    else:  # ImageNet / hub weights always fine-tune: their classes are not the data's
+        model, start = pretrained.build(recipe.arch, len(data.classes), choice, f"teacher {recipe.arch}", option,
+                                        required=required, synthetic=data.name.startswith(BUILTIN_PREFIX))
+        fits = False
     wrapped = Viewed(model, src, view)
     augment = list(recipe.augment) if isinstance(recipe.augment, tuple) else recipe.augment
     train_dl = loader(data.train, base, recipe.batch_size, shuffle=True, augment=augment, seed=recipe.seed,
@@ -104,7 +115,8 @@ def build_teacher(data: DataSplits, recipe: TeacherRecipe, weights: Path | None,
         # segmentation: Dice + CE, the task loss that does not drown a thin class in background pixels
         hist = fit(wrapped, train_dl, val_dl, build_loss("dice_ce" if seg else "ce"), settings, workdir,
                    desc=f"teacher {recipe.arch}").history
-        how = "fine-tuned from given weights" if weights is not None else "trained from scratch"
+        how = ("fine-tuned from given weights" if start["used"] == "file" else "trained from scratch"
+               if start["used"] == "random" else f"fine-tuned from {start['used']}")
     test_dl = loader(data.test, base, data.eval_batch, shuffle=False)
     rep = test_report(wrapped, test_dl, data.classes, "teacher test")
     card = {
@@ -112,7 +124,7 @@ def build_teacher(data: DataSplits, recipe: TeacherRecipe, weights: Path | None,
         "task": data.task, "metric": rep["metric"], **{f"test_{k}": v for k, v in rep.items() if isinstance(v, float)},
         "preprocess": data.preprocess.to_dict(), "view": view.to_dict(), "how": how,
         "recipe": recipe.__dict__, "device": str(device()), "history": hist,
-        "weights_source": str(weights) if weights else None,
+        "weights_source": start.get("file"), "weights": start,
     }
     save_checkpoint(model, out, card)
     return model.eval(), card
@@ -130,7 +142,8 @@ def onnx_teacher_card(path: Path, data: DataSplits, view: View) -> dict:
     rep = test_report(_Module(t), test_dl, data.classes, "teacher test (onnxruntime)")
     return {"arch": path.name, "role": "teacher", "kind": "onnx", "path": str(path), "classes": data.classes,
             "task": data.task, "metric": rep["metric"], f"test_{rep['metric']}": rep[rep["metric"]],
-            "view": view.to_dict(),
+            "view": view.to_dict(), "weights": {"requested": str(path), "used": "onnx file",
+                                                "file": str(path.resolve()), "sha256": sha256(path)},
             "how": "ONNX file, run as a black box with onnxruntime (logits only)"}
 
 

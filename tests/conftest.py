@@ -5,6 +5,10 @@ from pathlib import Path
 
 import pytest
 
+# tests never ask a model hub: `auto` starts from the local cache or random weights, `imagenet` fails at once.
+# Set at import time so CLI subprocesses inherit it.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
 

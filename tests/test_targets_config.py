@@ -70,8 +70,11 @@ def test_demo_recipe_is_the_built_in_default():
 
     from .conftest import ROOT
 
-    # unset options take the task's defaults when a run starts (resolve)
-    assert resolve(make_config(ROOT / "models" / "shapes10-demo.yaml")) == resolve(RunConfig())
+    # unset options take the task's defaults when a run starts (resolve); the demo only pins the student's random
+    # start, which `auto` also means on the built-in data (make demo never asks a model hub)
+    demo = resolve(make_config(ROOT / "models" / "shapes10-demo.yaml"))
+    assert demo.student_weights == "none"
+    assert demo.model_copy(update={"student_weights": "auto"}) == resolve(RunConfig())
 
 
 def test_task_defaults_resolve_per_task_and_target():

@@ -7,8 +7,8 @@ Names (any of them works wherever a model name is taken: ``--student``, ``--teac
   FINN-style dataflow compilers take. ``unet_plain32`` is the default teacher.
 - ``unet_<timm encoder>`` (e.g. ``unet_mobilenetv3_large_100``, ``unet_efficientnet_b0``, ``unet_mobilevit_xs``,
   ``unet_resnet18``): the encoder's multi-scale features (timm ``features_only``) and a small U-Net decoder
-  (nearest upsample, concat, two conv-BN-ReLU per level). Encoder weights are timm's ImageNet ones when
-  ``pretrained`` (needs the model hub), else random.
+  (nearest upsample, concat, two conv-BN-ReLU per level). The encoder starts from timm's ImageNet weights,
+  a file or random weights as ``edgekd.models.pretrained`` decides (``--student-weights``...).
 
 Every model maps [N, 3, H, W] to per-pixel class logits [N, classes, H, W]; H and W must be multiples of 32
 (segmentation data is sized so).
@@ -42,20 +42,21 @@ class EncoderUNet(nn.Module):
     """A timm encoder (``features_only``) with a U-Net decoder: each level upsamples x2 (nearest), concatenates
     the encoder feature of that scale and applies two 3x3 conv-BN-ReLU; the last level returns to full size."""
 
-    def __init__(self, encoder: str, num_classes: int, pretrained: bool = False) -> None:
+    def __init__(self, encoder: str, num_classes: int, pretrained: bool = False,
+                 module: nn.Module | None = None) -> None:
         super().__init__()
         import timm
 
-        if not timm.is_model(encoder):
+        if module is not None:  # an encoder already built with its weights (edgekd.models.pretrained)
+            self.encoder = module
+        elif not timm.is_model(encoder):
             import difflib
 
             close = difflib.get_close_matches(encoder, timm.list_models(), n=3)
             hint = f"; did you mean {', '.join(PREFIX + c for c in close)}?" if close else ""
             raise ModelError(f"unknown segmentation encoder {encoder!r} (unet_<timm name>){hint}")
-        try:
-            self.encoder = timm.create_model(encoder, features_only=True, pretrained=pretrained)
-        except Exception as exc:  # noqa: BLE001 - timm's errors (no features_only, hub access) become one line
-            raise ModelError(f"cannot build a U-Net encoder from timm {encoder!r}: {str(exc).splitlines()[0]}") from exc
+        else:
+            self._create_encoder(encoder, pretrained)
         chans, reds = self.encoder.feature_info.channels(), self.encoder.feature_info.reduction()
         if reds[-1] > 32 or len(chans) < 2:
             raise ModelError(f"timm {encoder!r} does not give multi-scale features a U-Net can use")
@@ -70,6 +71,14 @@ class EncoderUNet(nn.Module):
             self.blocks.append(nn.Sequential(_conv(c + skip, out), _conv(out, out)))
             c = out
         self.head = nn.Conv2d(c, num_classes, 1)
+
+    def _create_encoder(self, encoder: str, pretrained: bool) -> None:
+        import timm
+
+        try:
+            self.encoder = timm.create_model(encoder, features_only=True, pretrained=pretrained)
+        except Exception as exc:  # noqa: BLE001 - timm's errors (no features_only, hub access) become one line
+            raise ModelError(f"cannot build a U-Net encoder from timm {encoder!r}: {str(exc).splitlines()[0]}") from exc
 
     def get_classifier(self) -> nn.Module:
         return self.head
