@@ -116,6 +116,9 @@ def run(cfg: RunConfig, target: Target, root: Path, overwrite: bool = False, unt
     cfg = resolve(cfg, target.device)  # the task's defaults, written to run.json as used
     r = Run(cfg, target, root)
     preflight(r)
+    main = rank() == 0
+    if main:
+        prepare_run_dir(root, overwrite)
     if cfg.task == "classify" and given.select_metric is None:  # defaults that depend on the (loaded) data
         from edgekd.plan import class_counts
 
@@ -123,9 +126,7 @@ def run(cfg: RunConfig, target: Target, root: Path, overwrite: bool = False, unt
         r.cfg = cfg  # what the data loaded with is unchanged: resolve_for_data sets no data option
         for line in notes:
             console.print(line, soft_wrap=True, markup=False)
-    main = rank() == 0
     if main:
-        prepare_run_dir(root, overwrite)
         (root / "run.json").write_text(json.dumps({"config": cfg.model_dump(mode="json"), "target": target.name},
                                                   indent=2))
     funcs = _stages()
