@@ -28,6 +28,12 @@ def _teachers(specs: list[str], weights: list[Path]) -> list[dict]:
     return [{"spec": s, "weights": weights[i] if i < len(weights) else None} for i, s in enumerate(specs)]
 
 
+TEACHER_EPOCHS_HELP = "Epochs of a teacher that is trained or fine-tuned here (default 60)."
+PATIENCE_HELP = ("Stop after N epochs without a better validation score, keeping the best (0: off; default 10 "
+                 "on a classification folder, off for builtin:shapes10 and segmentation).")
+CLASS_WEIGHTS_HELP = "none | balanced: weigh the hard-label cross-entropy by inverse class frequency."
+AUGMENT_HELP = ("Training augmentation preset: none | light | standard | strong (default standard for folders; a "
+                "recipe can list torchvision v2 transforms).")
 TEACHER_HELP = ("Teacher, repeatable: timm:NAME, edgekd:cifar_resnet56 (with --teacher-weights) or onnx:PATH "
                 "(black box, logits only).")
 TEACHER_WEIGHTS_HELP = ("Weights for each --teacher: a safetensors/state_dict file, imagenet, none or hf-hub:ORG/NAME "
@@ -66,6 +72,11 @@ def compress(
                                     "(a recipe can mix several)."),
     recipe: Path | None = typer.Option(None, help="Recipe YAML (models/*.yaml); flags override it."),
     epochs: int | None = typer.Option(None, help="Student epochs."),
+    teacher_epochs: int | None = typer.Option(None, help=TEACHER_EPOCHS_HELP),
+    patience: int | None = typer.Option(None, help=PATIENCE_HELP),
+    class_weights: str | None = typer.Option(None, help=CLASS_WEIGHTS_HELP),
+    augment: str | None = typer.Option(None, help=AUGMENT_HELP),
+    num_workers: int | None = typer.Option(None, help="Loader worker processes (default: the cores available)."),
     batch_size: int | None = typer.Option(None),
     lr: float | None = typer.Option(None),
     image_size: int | None = typer.Option(None, help="Model input side in pixels (segment: the long side)."),
@@ -92,7 +103,8 @@ def compress(
                   epochs=epochs, batch_size=batch_size, lr=lr,
                   image_size=image_size, max_train_samples=max_train_samples, max_eval_samples=max_eval_samples,
                   bench_iters=bench_iters, name=name or out.name, quantize_method=quantize, qad_epochs=qad_epochs,
-                  max_accuracy_drop=max_accuracy_drop,
+                  max_accuracy_drop=max_accuracy_drop, teacher_epochs=teacher_epochs, patience=patience,
+                  class_weights=class_weights, augment=augment, num_workers=num_workers,
                   teachers=_teachers(teacher, teacher_weights) if teacher or teacher_weights else None)
     r = run(cfg, tgt, out, overwrite)
     if "bundle" not in r.results:  # a non-zero rank of a distributed run: rank 0 reports
@@ -114,6 +126,11 @@ def distill(
     loss: str | None = typer.Option(None, help="kd | dkd | ce | multi_teacher (a recipe can mix several)."),
     recipe: Path | None = typer.Option(None, help="Recipe YAML (models/*.yaml); flags override it."),
     epochs: int | None = typer.Option(None),
+    teacher_epochs: int | None = typer.Option(None, help=TEACHER_EPOCHS_HELP),
+    patience: int | None = typer.Option(None, help=PATIENCE_HELP),
+    class_weights: str | None = typer.Option(None, help=CLASS_WEIGHTS_HELP),
+    augment: str | None = typer.Option(None, help=AUGMENT_HELP),
+    num_workers: int | None = typer.Option(None, help="Loader worker processes (default: the cores available)."),
     image_size: int | None = typer.Option(None),
     max_train_samples: int | None = typer.Option(None),
     max_eval_samples: int | None = typer.Option(None),
@@ -129,7 +146,8 @@ def distill(
 
     _check_resume(resume, False, out)
     cfg = _config(recipe, data=data, task=task, student=student, student_weights=student_weights, loss=loss,
-                  epochs=epochs, image_size=image_size, name=out.name,
+                  epochs=epochs, image_size=image_size, name=out.name, teacher_epochs=teacher_epochs,
+                  patience=patience, class_weights=class_weights, augment=augment, num_workers=num_workers,
                   max_train_samples=max_train_samples, max_eval_samples=max_eval_samples,
                   teachers=_teachers(teacher, teacher_weights) if teacher else None)
     r = run(cfg, load_target("cpu-x86"), out, until="distill")
@@ -156,18 +174,23 @@ def train_teacher(
     batch_size: int = typer.Option(64),
     seed: int = typer.Option(0),
     image_size: int | None = typer.Option(None),
+    patience: int | None = typer.Option(None, help=PATIENCE_HELP),
     out: Path = typer.Option(Path("runs/teacher/teacher.safetensors"), help="Output safetensors (+ .json card)."),
 ) -> None:
     """Train (or fine-tune) a teacher with cross-entropy and augmentation; the teacher stage on its own."""
+    from edgekd.config import default_patience
     from edgekd.data import load_data
     from edgekd.teacher import TeacherRecipe, build_teacher
 
     if epochs < 1 or batch_size < 1 or lr <= 0:
         raise ConfigError("--epochs and --batch-size must be positive and --lr > 0")
-    recipe = TeacherRecipe(arch=arch, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
+    if patience is not None and patience < 0:
+        raise ConfigError("--patience must be 0 (off) or positive")
     from edgekd.models.segmentation import is_seg_model
 
     task = "segment" if is_seg_model(arch) else "classify"  # a U-Net trains on images/ + masks/
+    recipe = TeacherRecipe(arch=arch, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
+                           patience=default_patience(data, task) if patience is None else patience)
     _, card = build_teacher(load_data(data, image_size, seed=seed, task=task), recipe, weights,
                             out.with_name(out.stem + "-train"), out, retrain=True, option="--weights")
     from edgekd.distill.metrics import METRIC_LABEL

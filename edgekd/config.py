@@ -10,6 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat
 
 from edgekd.errors import ConfigError
 
+CLASSIFY_PATIENCE = 10  # default early-stopping patience on a classification folder (see RunConfig.patience)
+IMBALANCE_RATIO = 2.0  # the largest training class has >= this many times the images of the smallest: imbalanced
+
 
 class TeacherSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -73,6 +76,15 @@ class RunConfig(BaseModel):
     teacher_arch_weights: str = Field(default="auto", min_length=1, description="start of that teacher: auto | "
                                       "imagenet | none | hf-hub:ORG/NAME | a weights file (models/pretrained.py)")
     teacher_epochs: PositiveInt = 60
+    patience: NonNegativeInt | None = Field(
+        default=None, description="stop training (the teacher, and the schedule's last stage) after this many "
+                                  "epochs without a better validation score; the best epoch is kept. 0 = off. "
+                                  f"Default: {CLASSIFY_PATIENCE} on a classification folder (its small validation "
+                                  f"split moves in steps of a few percent; {CLASSIFY_PATIENCE} epochs ride out that "
+                                  "noise and the plateau before the cosine schedule's low-LR end, and still cut a "
+                                  "60-epoch teacher short once it has stopped learning); off for builtin:shapes10 "
+                                  "(the demo and its published numbers) and for segmentation (small U-Nets sat "
+                                  "on flat validation mIoU for 13-22 epochs in the CrackForest runs, see README)")
     student: str | None = Field(default=None, description="default: mobilevit_xxs; segment: "
                                 "unet_mobilenetv3_large_100, or unet_plain16 on FPGA targets")
     student_weights: str = Field(default="auto", min_length=1, description="the student's start: auto (timm's "
@@ -94,7 +106,12 @@ class RunConfig(BaseModel):
     optimizer: Literal["adamw", "sgd"] = "adamw"
     warmup_epochs: float = Field(default=1.0, ge=0)
     select_metric: Literal["top1", "macro_f1", "miou"] | None = Field(
-        default=None, description="validation metric that picks the best epoch (default top1; segment miou)")
+        default=None, description="validation metric that picks the best epoch (default top1, or macro_f1 when the "
+                                  "largest training class has >= 2x the smallest's images; segment miou)")
+    class_weights: Literal["none", "balanced"] = Field(
+        default="none", description="balanced: the hard-label cross-entropy of the teacher's training and of the "
+                                    "student's losses (ce, kd's CE term, dkd's CE term) weighs each class inversely "
+                                    "to its training images (weights normalised to mean 1); classification only")
     augment: bool | Literal["none", "light", "standard", "strong"] | list[dict] | None = Field(
         default=None, description="training augmentation: a preset (none, light = flip + pad-crop, standard = "
         "random-resized crop + flip + colour jitter + erasing, strong = + TrivialAugment), true (= light) or a list "
@@ -171,7 +188,42 @@ def resolve(cfg: RunConfig, device: str | None = None) -> RunConfig:
                           "view: set teacher_cache_views: 0 (teacher online)")
     if cfg.sampler == "balanced" and cfg.task == "segment":
         raise ConfigError("sampler balanced balances image classes; segmentation data has none")
+    if cfg.task == "segment" and cfg.class_weights != "none":
+        raise ConfigError("class_weights is for classification; segmentation's dice_ce / pixel_kd balance the "
+                          "classes themselves")
+    if cfg.patience is None:
+        fill["patience"] = default_patience(cfg.data, cfg.task)
     return cfg.model_copy(update=fill) if fill else cfg
+
+
+def default_patience(data: str, task: str = "classify") -> int:
+    """Early-stopping patience when none is given: on for a classification folder, off for the built-in demo
+    set and for segmentation (see ``RunConfig.patience``)."""
+    return CLASSIFY_PATIENCE if task == "classify" and not data.startswith("builtin:") else 0
+
+
+def imbalance(counts: dict[str, int]) -> tuple[tuple[str, int], tuple[str, int]] | None:
+    """(largest class, images), (smallest class, images) of the training split when the largest has at least
+    ``IMBALANCE_RATIO`` times the smallest's images; None when the classes are balanced enough."""
+    if len(counts) < 2:
+        return None
+    big = max(counts.items(), key=lambda kv: kv[1])
+    small = min(counts.items(), key=lambda kv: kv[1])
+    return (big, small) if big[1] >= IMBALANCE_RATIO * small[1] and big[1] > 0 else None
+
+
+def resolve_for_data(cfg: RunConfig, class_counts: dict[str, int],
+                     metric_given: bool = False) -> tuple[RunConfig, list[str]]:
+    """Defaults that depend on the loaded data (classification; call after ``resolve``): with imbalanced
+    training classes (``imbalance``) the best epoch is selected by macro-F1, unless ``metric_given`` (the user
+    chose ``select_metric``, which ``resolve`` cannot tell from its top1 default). Returns the config and the
+    lines that say why. Segmentation is left as it is."""
+    found = imbalance(class_counts) if cfg.task == "classify" and not metric_given else None
+    if found is None:
+        return cfg, []
+    (big, nb), (small, ns) = found
+    return (cfg.model_copy(update={"select_metric": "macro_f1"}),
+            [f"classes are imbalanced ({big} {nb} vs {small} {ns} training images): selecting by macro-F1"])
 
 
 def schedule(cfg: RunConfig) -> list[StageSpec]:

@@ -55,11 +55,11 @@ class Run:
 STAGE_DEPS: list[tuple[str, tuple[str, ...]]] = [
     ("teacher", ("task", "data", "teachers", "teacher_arch", "teacher_epochs", "image_size", "val_fraction", "seed",
                  "teacher_arch_weights", "split_seed", "max_train_samples", "max_eval_samples", "augment",
-                 "crop_scale", "mixup", "cutmix", "sampler")),
+                 "crop_scale", "mixup", "cutmix", "sampler", "patience", "select_metric", "class_weights")),
     ("distill", ("student", "epochs", "batch_size", "lr", "weight_decay", "loss", "temperature", "alpha",
                  "student_weights",
                  "losses", "features", "stages", "optimizer", "warmup_epochs", "select_metric", "augment",
-                 "teacher_cache_views", "crop_scale", "mixup", "cutmix", "sampler")),
+                 "teacher_cache_views", "crop_scale", "mixup", "cutmix", "sampler", "patience", "class_weights")),
     ("export", ()),
     ("quantize", ("calib_samples", "quant_preset", "quantize_method", "quant_ignored_scope", "qad_epochs", "qad_lr",
                   "qad_losses", "max_accuracy_drop", "max_fp32_layers")),
@@ -113,17 +113,26 @@ def _wait_for(cache: Path, chain: str, poll_s: float = 2.0) -> Any:
 
 def run(cfg: RunConfig, target: Target, root: Path, overwrite: bool = False, until: str | None = None) -> Run:
     """Run the stages in order (up to ``until``), reusing cached results whose options did not change."""
-    from edgekd.config import resolve
+    from edgekd.config import resolve, resolve_for_data
     from edgekd.stages import preflight
 
+    given = cfg
     cfg = resolve(cfg, target.device)  # the task's defaults, written to run.json as used
-    preflight(Run(cfg, target, root))
+    r = Run(cfg, target, root)
+    preflight(r)
     main = rank() == 0
     if main:
         prepare_run_dir(root, overwrite)
+    if cfg.task == "classify" and given.select_metric is None:  # defaults that depend on the (loaded) data
+        from edgekd.plan import class_counts
+
+        cfg, notes = resolve_for_data(cfg, class_counts(r.data))
+        r.cfg = cfg  # what the data loaded with is unchanged: resolve_for_data sets no data option
+        for line in notes:
+            console.print(line, soft_wrap=True, markup=False)
+    if main:
         (root / "run.json").write_text(json.dumps({"config": cfg.model_dump(mode="json"), "target": target.name},
                                                   indent=2))
-    r = Run(cfg, target, root)
     funcs = _stages()
     chain = ""
     for name, deps in STAGE_DEPS:

@@ -70,6 +70,9 @@ def preflight(r: Run) -> None:
                         else f"data path {cfg.data} is not a folder")
     for st in schedule(cfg):
         build_mix(st)  # unknown loss names and parameters fail here
+    from edgekd.data.augment import check as check_augment
+
+    check_augment(cfg.augment, (64, 64), cfg.task, cfg.crop_scale)  # a bad transform list fails here
     check_schedule(cfg, kinds or ["torch"])
     if cfg.task == "segment":
         _preflight_segment(r)
@@ -133,7 +136,7 @@ def teacher(r: Run) -> dict:
         if kind == "onnx":
             card = onnx_teacher_card(Path(value), r.data, view)
         else:
-            recipe = TeacherRecipe(arch=value, epochs=cfg.teacher_epochs, seed=cfg.seed, **_seg_batch(cfg))
+            recipe = TeacherRecipe(arch=value, epochs=cfg.teacher_epochs, seed=cfg.seed, **_fit_opts(cfg))
             out = r.path("teacher", f"teacher{i}.safetensors")
             work = r.path("teacher", f"train{i}-{r.stage_key}")
             # a named teacher without weights starts from its pretrained ones (never silently random)
@@ -142,7 +145,7 @@ def teacher(r: Run) -> dict:
         card["weight"] = spec.weight
         cards.append(card)
     if not cfg.teachers:
-        recipe = TeacherRecipe(arch=cfg.teacher_arch, epochs=cfg.teacher_epochs, seed=cfg.seed, **_seg_batch(cfg))
+        recipe = TeacherRecipe(arch=cfg.teacher_arch, epochs=cfg.teacher_epochs, seed=cfg.seed, **_fit_opts(cfg))
         weights, shipped = cfg.teacher_arch_weights, None
         if (cfg.data, cfg.teacher_arch) in SHIPPED_TEACHERS:
             shipped = MODELS_DIR / SHIPPED_TEACHERS[(cfg.data, cfg.teacher_arch)]
@@ -162,13 +165,15 @@ def teacher(r: Run) -> dict:
             "metric": m, f"test_{m}": cards[0][f"test_{m}"]}
 
 
-def _seg_batch(cfg) -> dict:
-    """The teacher's training options from the run's: augmentation (at least light), mixing, sampler, and for
-    segmentation the run's batch size (dense maps: 64 images of 320x480 do not fit)."""
+def _fit_opts(cfg) -> dict:
+    """The teacher's training options from the run's: augmentation (at least light), mixing, sampler, early
+    stopping, selection metric and class weights; segmentation teachers train at the run's batch size (dense
+    maps: 64 images of 320x480 do not fit)."""
     from edgekd.teacher import teacher_augment
 
     out = {"augment": teacher_augment(cfg.augment), "crop_scale": cfg.crop_scale, "mixup": cfg.mixup,
-           "cutmix": cfg.cutmix, "balanced": cfg.sampler == "balanced"}
+           "cutmix": cfg.cutmix, "balanced": cfg.sampler == "balanced", "patience": cfg.patience,
+           "select_metric": cfg.select_metric, "class_weights": cfg.class_weights}
     return {**out, "batch_size": cfg.batch_size} if cfg.task == "segment" else out
 
 
@@ -200,7 +205,7 @@ def distill(r: Run) -> dict:
     card = {"arch": cfg.student, "role": "student", "task": cfg.task, "classes": data.classes, "data": data.name,
             "preprocess": data.preprocess.to_dict(), "metric": m, **scores,
             "per_class": rep["per_class"], "select_metric": cfg.select_metric, "best_val": res.best_val,
-            "best_epoch": res.best_epoch, "stages": stages, "loss": cfg.loss,
+            "best_epoch": res.best_epoch, "stopped_early": res.stopped_early, "stages": stages, "loss": cfg.loss,
             "params_m": sum(p.numel() for p in student.parameters()) / 1e6, "weights": start}
     if rank() == 0:
         save_checkpoint(student, out, card)
@@ -209,6 +214,10 @@ def distill(r: Run) -> dict:
              f"{rep['fg_dice']:.2f}, precision {rep['fg_precision']:.2f}, recall {rep['fg_recall']:.2f}")
     console.print(f"student {cfg.student}: test {METRIC_LABEL[m]} {rep[m]:.2f}%, {extra} "
                   f"(best val {cfg.select_metric} {res.best_val:.2f} at epoch {res.best_epoch})")
+    if m == "top1":
+        from edgekd.plan import per_class_f1_line
+
+        console.print(per_class_f1_line(rep["per_class"]), soft_wrap=True, markup=False)
     return {"path": str(out), **{k: v for k, v in card.items() if k not in ("stages",)}}
 
 

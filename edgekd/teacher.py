@@ -22,6 +22,7 @@ from edgekd.errors import ConfigError
 from edgekd.models import pretrained
 from edgekd.models.factory import create_timm, load_weights, read_state_dict, save_checkpoint
 from edgekd.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from edgekd.progress import console
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,9 @@ class TeacherRecipe:
     mixup: float = 0.0
     cutmix: float = 0.0
     balanced: bool = False  # class-balanced sampler
+    patience: int = 0  # early stop after this many epochs without a better validation score (0: off)
+    select_metric: str | None = None  # None: miou (segment), macro_f1 when the classes are imbalanced, else top1
+    class_weights: str = "none"  # "balanced": class-weighted cross-entropy (classification)
 
 
 def teacher_augment(spec):
@@ -108,23 +112,40 @@ def build_teacher(data: DataSplits, recipe: TeacherRecipe, weights: Path | str |
     val_dl = loader(data.val, base, data.eval_batch, shuffle=False)
     how, hist = "given weights", []
     seg = data.task == "segment"
+    stopped = None
     if retrain or not fits:
+        metric = _teacher_metric(data, recipe)
         settings = TrainSettings(recipe.epochs, recipe.lr, recipe.weight_decay, seed=recipe.seed,
-                                 select_metric="miou" if seg else "top1", mixup=recipe.mixup, cutmix=recipe.cutmix,
-                                 num_classes=len(data.classes))
+                                 select_metric=metric, patience=recipe.patience, mixup=recipe.mixup,
+                                 cutmix=recipe.cutmix, num_classes=len(data.classes))
         # segmentation: Dice + CE, the task loss that does not drown a thin class in background pixels
-        hist = fit(wrapped, train_dl, val_dl, build_loss("dice_ce" if seg else "ce"), settings, workdir,
-                   desc=f"teacher {recipe.arch}").history
+        loss = build_loss("dice_ce" if seg else "ce")
+        extra = []
+        if recipe.class_weights == "balanced" and not seg:
+            from edgekd.distill.losses import balanced_class_weights, set_class_weight
+            from edgekd.plan import class_counts, weights_words
+
+            w = balanced_class_weights(class_counts(data).values())
+            set_class_weight(loss, w)
+            extra.append(weights_words(w, data.classes))
+        from edgekd.plan import plan_line
+
+        console.print(plan_line(f"teacher {recipe.arch}", data, recipe.epochs, recipe.batch_size, metric,
+                                recipe.patience, extra=extra), soft_wrap=True, markup=False)
+        res = fit(wrapped, train_dl, val_dl, loss, settings, workdir, desc=f"teacher {recipe.arch}")
+        hist, stopped = res.history, res.stopped_early
         how = ("fine-tuned from given weights" if start["used"] == "file" else "trained from scratch"
                if start["used"] == "random" else f"fine-tuned from {start['used']}")
     test_dl = loader(data.test, base, data.eval_batch, shuffle=False)
     rep = test_report(wrapped, test_dl, data.classes, "teacher test")
+    _say_per_class(rep)
     card = {
         "arch": recipe.arch, "role": "teacher", "kind": "torch", "classes": data.classes, "data": data.name,
         "task": data.task, "metric": rep["metric"], **{f"test_{k}": v for k, v in rep.items() if isinstance(v, float)},
         "preprocess": data.preprocess.to_dict(), "view": view.to_dict(), "how": how,
-        "recipe": recipe.__dict__, "device": str(device()), "history": hist,
+        "recipe": recipe.__dict__, "device": str(device()), "history": hist, "stopped_early": stopped,
         "weights_source": start.get("file"), "weights": start,
+        **({"per_class": rep["per_class"]} if "per_class" in rep else {}),
     }
     save_checkpoint(model, out, card)
     return model.eval(), card
@@ -140,11 +161,39 @@ def onnx_teacher_card(path: Path, data: DataSplits, view: View) -> dict:
     t = OnnxTeacher(path.name, path, view, View.of(base))
     test_dl = loader(data.test, base, data.eval_batch, shuffle=False)
     rep = test_report(_Module(t), test_dl, data.classes, "teacher test (onnxruntime)")
+    _say_per_class(rep)
     return {"arch": path.name, "role": "teacher", "kind": "onnx", "path": str(path), "classes": data.classes,
             "task": data.task, "metric": rep["metric"], f"test_{rep['metric']}": rep[rep["metric"]],
             "view": view.to_dict(), "weights": {"requested": str(path), "used": "onnx file",
                                                 "file": str(path.resolve()), "sha256": sha256(path)},
+            **({"per_class": rep["per_class"]} if "per_class" in rep else {}),
             "how": "ONNX file, run as a black box with onnxruntime (logits only)"}
+
+
+def _teacher_metric(data: DataSplits, recipe: TeacherRecipe) -> str:
+    """The validation metric that picks the teacher's best epoch: the recipe's, else the data's default."""
+    if data.task == "segment":
+        return "miou"
+    if recipe.select_metric is not None:
+        return recipe.select_metric
+    from edgekd.config import imbalance
+    from edgekd.plan import class_counts
+
+    found = imbalance(class_counts(data))
+    if found is None:
+        return "top1"
+    (big, nb), (small, ns) = found
+    console.print(f"classes are imbalanced ({big} {nb} vs {small} {ns} training images): selecting the teacher "
+                  f"by macro-F1", soft_wrap=True, markup=False)
+    return "macro_f1"
+
+
+def _say_per_class(rep: dict) -> None:
+    """After a classification test report: the per-class F1 in one line."""
+    if rep.get("metric") == "top1" and rep.get("per_class"):
+        from edgekd.plan import per_class_f1_line
+
+        console.print(per_class_f1_line(rep["per_class"]), soft_wrap=True, markup=False)
 
 
 class _Module(nn.Module):

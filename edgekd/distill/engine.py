@@ -129,19 +129,50 @@ def distill_student(student: nn.Module, data: DataSplits, cfg: RunConfig, teache
     train_dl = loader(data.train, base, cfg.batch_size, shuffle=True, augment=cfg.augment,
                       seed=cfg.seed, views=views, balanced=cfg.sampler == "balanced", crop_scale=cfg.crop_scale)
     val_dl = loader(data.val, data.preprocess, data.eval_batch, shuffle=False)
+    weighted = _class_weights(cfg, data, mixes)
     summary, res = [], None
     for i, (st, mix) in enumerate(zip(stages, mixes, strict=True)):
         final = i == len(stages) - 1
         settings = TrainSettings(st.epochs, st.lr or cfg.lr, cfg.weight_decay, cfg.warmup_epochs, cfg.seed,
                                  cfg.optimizer, cfg.select_metric, keep="best" if final else "last",
-                                 mixup=cfg.mixup, cutmix=cfg.cutmix, num_classes=len(data.classes))
+                                 mixup=cfg.mixup, cutmix=cfg.cutmix, num_classes=len(data.classes),
+                                 patience=cfg.patience or 0)
         settings = replace(settings, **(tweak or {}))
         name = st.name or f"stage{i + 1}"
         if len(stages) > 1:
             console.print(f"stage {i + 1}/{len(stages)} ({name}): {st.epochs} epochs, losses "
                           + ", ".join(f"{w}x{n}" for n, w in zip(mix.names, mix.weights, strict=True)))
+        console.print(_plan(cfg, data, teacher_cards if uses_teacher else [], name, i, len(stages), mix, settings,
+                            weighted), soft_wrap=True, markup=False)
         res = fit(student, train_dl, val_dl, mix, settings, workdir / f"{i + 1}-{name}", teaching,
                   desc=f"{name} {cfg.student}")
         summary.append({"stage": name, "epochs": st.epochs, "losses": [t.model_dump() for t in st.losses],
-                        "best_val": res.best_val, "best_epoch": res.best_epoch, "history": res.history})
+                        "best_val": res.best_val, "best_epoch": res.best_epoch, "stopped_early": res.stopped_early,
+                        "history": res.history})
     return res, summary
+
+
+def _class_weights(cfg: RunConfig, data: DataSplits, mixes: list[LossMix]) -> list[str]:
+    """``class_weights: balanced``: weight the hard-label CE of every loss by class; the plan line's words."""
+    if cfg.class_weights != "balanced" or data.task == "segment":
+        return []
+    from edgekd.distill.losses import balanced_class_weights, set_class_weight
+    from edgekd.plan import class_counts, weights_words
+
+    w = balanced_class_weights(class_counts(data).values())
+    for m in mixes:
+        set_class_weight(m, w)
+    return [weights_words(w, data.classes)]
+
+
+def _plan(cfg: RunConfig, data: DataSplits, cards: list[dict], name: str, i: int, n: int, mix: LossMix,
+          settings: TrainSettings, extra: list[str]) -> str:
+    from edgekd.plan import plan_line
+
+    what = f"{name} {cfg.student}" + (f" (stage {i + 1}/{n})" if n > 1 else "")
+    if cards:
+        what += " from " + " + ".join(c["arch"] for c in cards)
+    terms = zip(mix.names, mix.weights, strict=True)
+    losses = "losses " + " + ".join(k if w == 1 else f"{w:g}x{k}" for k, w in terms)
+    return plan_line(what, data, settings.epochs, cfg.batch_size, settings.select_metric, settings.patience,
+                     settings.keep, [losses, *extra])

@@ -90,6 +90,13 @@ def pixels(b: DistillBatch, ignore_index: int = 255) -> DistillBatch:
 
 class Loss(nn.Module):
     needs: frozenset[str] = frozenset()  # subset of {"teacher", "features"}
+    # per-class weights [C] of the hard-label cross-entropy (``class_weights: balanced``); see set_class_weight
+    class_weight: torch.Tensor | None = None
+
+    def hard_ce(self, logits: torch.Tensor, labels: torch.Tensor, **kw) -> torch.Tensor:
+        """Cross-entropy against the labels, weighted by class when ``class_weight`` is set."""
+        w = self.class_weight
+        return F.cross_entropy(logits, labels, weight=None if w is None else w.to(logits.device, logits.dtype), **kw)
 
     def bind(self, pairs: list[tuple[tuple[int, ...], tuple[int, ...]]]) -> None:
         """Called once with the (student, teacher) NCHW shapes of each feature pair before training."""
@@ -105,7 +112,7 @@ class CrossEntropy(Loss):
 
     def forward(self, b: DistillBatch) -> torch.Tensor:
         b = pixels(b)  # dense: ignore_index=255 pixels dropped
-        return F.cross_entropy(b.student, b.labels, label_smoothing=self.label_smoothing)
+        return self.hard_ce(b.student, b.labels, label_smoothing=self.label_smoothing)
 
 
 @LOSSES.register("kd")
@@ -136,7 +143,7 @@ class HintonKD(Loss):
         soft = self.soft(b)
         if self.alpha == 1:
             return soft
-        return self.alpha * soft + (1 - self.alpha) * F.cross_entropy(b.student, b.labels)
+        return self.alpha * soft + (1 - self.alpha) * self.hard_ce(b.student, b.labels)
 
 
 @LOSSES.register("multi_teacher")
@@ -186,7 +193,7 @@ class DecoupledKD(Loss):
         per = torch.stack([self.per_sample(b.student, t, b.labels) for t in b.teachers], 1)
         loss = (w * per).sum(1).mean()
         if self.ce_weight:
-            loss = loss + self.ce_weight * F.cross_entropy(b.student, b.labels)
+            loss = loss + self.ce_weight * self.hard_ce(b.student, b.labels)
         return loss
 
 
@@ -303,6 +310,21 @@ class LossMix(nn.Module):
             self.parts[name] = float(v.detach())
             total = total + w * self.scale(i) * v
         return total
+
+
+def balanced_class_weights(counts) -> torch.Tensor:
+    """Per-class weights inversely proportional to the training images of each class, normalised to mean 1
+    (a class without images counts as one image: it never is a label, so its weight never applies)."""
+    n = torch.as_tensor([float(c) for c in counts]).clamp_min(1.0)
+    w = 1.0 / n
+    return w / w.mean()
+
+
+def set_class_weight(loss: nn.Module, weight: torch.Tensor | None) -> None:
+    """Weight by class the hard-label cross-entropy of every loss in ``loss`` (a LossMix or one loss)."""
+    for m in loss.modules():
+        if isinstance(m, Loss):
+            m.class_weight = weight
 
 
 def build_loss(name: str, **kwargs) -> Loss:

@@ -40,6 +40,8 @@ class TrainSettings:
     mixup: float = 0.0  # MixUp / CutMix alphas (batch-level, before the teachers see the batch)
     cutmix: float = 0.0
     num_classes: int = 0
+    # stop after this many epochs without a better validation score (0: off); only with keep="best"
+    patience: int = 0
 
 
 @dataclass
@@ -48,6 +50,7 @@ class TrainResult:
     best_epoch: int
     metric: str = "top1"
     history: list[dict] = field(default_factory=list)
+    stopped_early: int | None = None  # the epoch after which early stopping ended training
 
 
 @dataclass
@@ -191,7 +194,7 @@ def fit(model: nn.Module, train_dl: DataLoader, val_dl: DataLoader, loss_fn: nn.
         model.load_state_dict(torch.load(final, map_location="cpu", weights_only=True))
         d = json.loads(done.read_text())
         console.print(f"  {desc}: finished earlier, reusing {final}")
-        return TrainResult(d["best_val"], d["best_epoch"], d["metric"], d["history"])
+        return TrainResult(d["best_val"], d["best_epoch"], d["metric"], d["history"], d.get("stopped_early"))
     torch.manual_seed(settings.seed)
     teaching = teaching or Teaching()
     needs = getattr(loss_fn, "needs", frozenset())
@@ -241,8 +244,11 @@ def fit(model: nn.Module, train_dl: DataLoader, val_dl: DataLoader, loss_fn: nn.
         sched.load_state_dict(state["sched"])
         torch.set_rng_state(state["rng"])
         start = state["epoch"] + 1
-        result = TrainResult(state["best_val"], state["best_epoch"], settings.select_metric, list(state["history"]))
+        result = TrainResult(state["best_val"], state["best_epoch"], settings.select_metric, list(state["history"]),
+                             state.get("stopped_early"))
         console.print(f"  {desc}: resuming after epoch {start} from {last}")
+        if result.stopped_early is not None:  # killed after early stopping, before done.json: nothing left to train
+            start = settings.epochs
     prior = teaching.prior.to(dev) if teaching.prior is not None else None
     mixer = None
     if settings.mixup or settings.cutmix:
@@ -305,16 +311,33 @@ def fit(model: nn.Module, train_dl: DataLoader, val_dl: DataLoader, loss_fn: nn.
         improved = val > result.best_val
         if improved:
             result.best_val, result.best_epoch = val, epoch + 1
+        # early stop: the best epoch lies `patience` epochs back (best_epoch comes back with last.pt on resume)
+        stale = epoch + 1 - result.best_epoch
+        stop = (settings.keep == "best" and settings.patience > 0 and stale >= settings.patience
+                and epoch + 1 < settings.epochs)
+        if stop:
+            result.stopped_early = epoch + 1
         if acc.is_main_process:  # every rank holds the same weights (DDP); rank 0 writes
             if improved:
                 _atomic_save({k: v.detach().cpu().clone() for k, v in raw.state_dict().items()}, best_path)
             _atomic_save({"model": raw.state_dict(), "loss": raw_loss.state_dict(), "opt": opt.state_dict(),
                           "sched": sched.state_dict(), "rng": torch.get_rng_state(), "epoch": epoch,
                           "best_val": result.best_val, "best_epoch": result.best_epoch,
-                          "history": result.history}, last)
+                          "history": result.history, "stopped_early": result.stopped_early}, last)
         acc.wait_for_everyone()
         console.print(f"  {desc} epoch {epoch + 1}: loss {total / count:.4f}  val {settings.select_metric} "
                       f"{val:.2f}%  ({train_s:.1f} s)")
+        if stop:
+            console.print(f"  {desc}: stopping early after epoch {epoch + 1} of {settings.epochs}: val "
+                          f"{settings.select_metric} has not improved for {stale} epoch{'s' * (stale > 1)} (best "
+                          f"{result.best_val:.2f} at epoch {result.best_epoch}, kept)", soft_wrap=True, markup=False)
+            break
+        if epoch == start and epoch + 1 < settings.epochs:  # once, after the first epoch this process trained
+            from edgekd.plan import eta_line
+
+            console.print(eta_line(time.perf_counter() - t_epoch, settings.epochs - epoch - 1, settings.epochs,
+                                   settings.keep == "best" and 0 < settings.patience < settings.epochs),
+                          soft_wrap=True, markup=False)
     if taps is not None:
         taps.remove()
     raw.cpu()
@@ -325,7 +348,8 @@ def fit(model: nn.Module, train_dl: DataLoader, val_dl: DataLoader, loss_fn: nn.
     if acc.is_main_process:
         _atomic_save(raw.state_dict(), final)
         done.write_text(json.dumps({"best_val": result.best_val, "best_epoch": result.best_epoch,
-                                    "metric": result.metric, "history": result.history}))
+                                    "metric": result.metric, "history": result.history,
+                                    "stopped_early": result.stopped_early}))
     raw.eval()  # the caller's own module (DDP wraps it), holding the kept weights
     return result
 
