@@ -28,7 +28,8 @@ def _teachers(specs: list[str], weights: list[Path]) -> list[dict]:
     return [{"spec": s, "weights": weights[i] if i < len(weights) else None} for i, s in enumerate(specs)]
 
 
-TEACHER_EPOCHS_HELP = "Epochs of a teacher that is trained or fine-tuned here (default 60)."
+TEACHER_EPOCHS_HELP = ("Epochs of a teacher that is trained or fine-tuned here (default: --epochs on a classification "
+                       "folder, 60 otherwise).")
 PATIENCE_HELP = ("Stop after N epochs without a better validation score, keeping the best (0: off; default 10 "
                  "on a classification folder, off for builtin:shapes10 and segmentation).")
 CLASS_WEIGHTS_HELP = "none | balanced: weigh the hard-label cross-entropy by inverse class frequency."

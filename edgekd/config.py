@@ -75,7 +75,9 @@ class RunConfig(BaseModel):
                                      "mobilevit_s; segment: unet_plain32)")
     teacher_arch_weights: str = Field(default="auto", min_length=1, description="start of that teacher: auto | "
                                       "imagenet | none | hf-hub:ORG/NAME | a weights file (models/pretrained.py)")
-    teacher_epochs: PositiveInt = 60
+    teacher_epochs: PositiveInt | None = Field(
+        default=None, description="epochs of a teacher trained or fine-tuned here (default: the student's `epochs` on "
+        "a classification folder, early stopping cutting it short; 60 for builtin:shapes10 and segmentation)")
     patience: NonNegativeInt | None = Field(
         default=None, description="stop training (the teacher, and the schedule's last stage) after this many "
                                   "epochs without a better validation score; the best epoch is kept. 0 = off. "
@@ -172,6 +174,9 @@ FPGA_STUDENT = {"segment": "unet_plain16"}
 def resolve(cfg: RunConfig, device: str | None = None) -> RunConfig:
     """Fill the options left unset with the task's defaults (and the FPGA student on ``device="fpga"``)."""
     fill = {k: v for k, v in TASK_DEFAULTS[cfg.task].items() if getattr(cfg, k) is None}
+    if cfg.teacher_epochs is None:  # a teacher gets the student's budget on a user's photos
+        folder = not cfg.data.startswith("builtin:") and cfg.task == "classify"
+        fill["teacher_epochs"] = (cfg.stages and sum(s.epochs for s in cfg.stages) or cfg.epochs) if folder else 60
     if cfg.augment is None:  # photos need augmentation; the built-in demo set keeps its cached-logits setup
         fill["augment"] = "none" if cfg.data.startswith("builtin:") else "standard"
     if "student" in fill and device == "fpga" and cfg.task in FPGA_STUDENT:
