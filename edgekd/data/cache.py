@@ -45,7 +45,7 @@ def _collate(items):
 def decode_all(src, size: tuple[int, int], loading):
     """A copy of ``src`` (an ImageSet read from files) with images [N, H, W, 3] uint8 at ``size`` (and masks)."""
     from edgekd.data import ImageSet
-    from edgekd.data.torchdata import default_workers
+    from edgekd.data.torchdata import default_workers, worker_context
     from edgekd.progress import track
 
     n, (h, w) = len(src), size
@@ -63,7 +63,8 @@ def decode_all(src, size: tuple[int, int], loading):
         images = np.lib.format.open_memmap(f"{stem}.npy", "w+", np.uint8, (n, h, w, 3))
         masks = np.lib.format.open_memmap(f"{stem}-masks.npy", "w+", np.uint8, (n, h, w)) if seg else None
     workers = loading.workers if loading.workers is not None else default_workers()
-    dl = DataLoader(_Decode(src, size), batch_size=16, num_workers=workers, collate_fn=_collate)
+    dl = DataLoader(_Decode(src, size), batch_size=16, num_workers=workers, collate_fn=_collate,
+                    multiprocessing_context=worker_context() if workers > 0 else None)
     bad: list[int] = []
     where = "memory" if memory else "a memory-mapped file"
     for batch in track(dl, len(dl), f"decode {n} images at {h}x{w} ({mb:.0f} MB, {where})"):

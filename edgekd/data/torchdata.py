@@ -115,6 +115,16 @@ def default_workers() -> int:
     return max(0, min(8, cores))
 
 
+def worker_context():
+    """Start method of loader workers: ``forkserver`` where there is one. Forking the training process itself
+    copies the thread pools of runtimes loaded in it (OpenVINO, onnxruntime, NNCF: pre-flight loads them), and a
+    forked worker can crash on them (a segfault was seen in the test suite); workers forked from a clean server
+    process cannot."""
+    import multiprocessing as mp
+
+    return mp.get_context("forkserver") if "forkserver" in mp.get_all_start_methods() else None
+
+
 def _worker_init(worker_id: int) -> None:
     # numpy and random in each worker from torch's per-worker seed (the transforms themselves are seeded per
     # sample, so this only keeps any other randomness apart between workers)
@@ -146,4 +156,5 @@ def loader(src: ImageSet, pre: Preprocess, batch_size: int, shuffle: bool, augme
     sampler = EpochSampler(src.labels, shuffle, seed, balanced) if shuffle or balanced else None
     return DataLoader(ds, batch_size=batch_size, sampler=sampler, num_workers=workers,
                       persistent_workers=workers > 0, pin_memory=torch.cuda.is_available(),
-                      worker_init_fn=_worker_init if workers > 0 else None)
+                      worker_init_fn=_worker_init if workers > 0 else None,
+                      multiprocessing_context=worker_context() if workers > 0 else None)
