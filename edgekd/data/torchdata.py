@@ -107,7 +107,10 @@ class EpochSampler(Sampler):
 
 
 def default_workers() -> int:
-    """Loader worker processes: the cores this process may use (at most 8)."""
+    """Loader worker processes: ``EDGEKD_NUM_WORKERS`` when set, else the cores this process may use (at most
+    8)."""
+    if os.environ.get("EDGEKD_NUM_WORKERS", "").isdigit():
+        return int(os.environ["EDGEKD_NUM_WORKERS"])
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
