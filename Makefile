@@ -27,9 +27,12 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(BIN)/edgekd compress --target cpu-x86 --recipe models/shapes10-demo.yaml --out runs/demo
 
+# two pytest processes: one process running the whole suite died of a segfault at varying points after ~170
+# tests (not reproduced in either half alone; cause not yet found)
 test: setup
 	$(BIN)/ruff check edgekd tests benchmarks
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q tests/test_[a-e]*.py
+	$(BIN)/python -m pytest -q tests/test_[f-z]*.py
 
 lint: setup
 	$(BIN)/ruff check edgekd tests benchmarks

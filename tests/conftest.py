@@ -5,9 +5,8 @@ from pathlib import Path
 
 import pytest
 
-# Loaders run in-process in the test suite: one pytest process builds hundreds of models and runtimes, and with
-# persistent worker processes left behind by every loader it died of a segfault at varying points (twice, around
-# test 170). Tests that check workers ask for them explicitly (test_distill_engine's per-sample seeding test).
+# Loaders run in-process in the test suite (no worker start-up per loader on 2 cores); tests that check workers
+# ask for them explicitly (test_distill_engine's per-sample seeding test).
 os.environ.setdefault("EDGEKD_NUM_WORKERS", "0")
 
 # tests never ask a model hub: `auto` starts from the local cache or random weights, `imagenet` fails at once.

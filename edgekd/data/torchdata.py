@@ -120,9 +120,8 @@ def default_workers() -> int:
 
 def worker_context():
     """Start method of loader workers: ``forkserver`` where there is one. Forking the training process itself
-    copies the thread pools of runtimes loaded in it (OpenVINO, onnxruntime, NNCF: pre-flight loads them), and a
-    forked worker can crash on them (a segfault was seen in the test suite); workers forked from a clean server
-    process cannot."""
+    copies the thread pools of runtimes loaded in it (OpenVINO, onnxruntime, NNCF: pre-flight loads them), which
+    is unsafe after threads exist; workers forked from a clean server process hold none (a precaution)."""
     import multiprocessing as mp
 
     return mp.get_context("forkserver") if "forkserver" in mp.get_all_start_methods() else None
