@@ -74,7 +74,7 @@ def test_demo_recipe_is_the_built_in_default():
     # start, which `auto` also means on the built-in data (make demo never asks a model hub)
     demo = resolve(make_config(ROOT / "models" / "shapes10-demo.yaml"))
     assert demo.student_weights == "none"
-    assert demo.model_copy(update={"student_weights": "auto"}) == resolve(RunConfig())
+    assert resolve(demo.model_copy(update={"student_weights": "auto"})) == resolve(RunConfig())
 
 
 def test_task_defaults_resolve_per_task_and_target():
