@@ -8,6 +8,10 @@ flip, colour jitter, erasing):
 - ``edgekd before``: edgekd's old path (main process only, decode every epoch);
 - ``edgekd now``: workers (the cores available) + the decoded-image cache.
 
+On a machine with a CUDA GPU the training rows run there in bf16 (edgekd's trainer through accelerate; the plain
+script's loop with ``torch.autocast``), the plain script gets ``--plain-workers`` workers and pinned memory, and
+the JSON goes to ``loader_throughput_gpu.json``; ``--data-root`` points at a copy of ``../shared/data``.
+
 Loader rows iterate the training loader alone for ``--epochs`` epochs (epoch 1 includes the cache's decode);
 training rows run edgekd's trainer (``--student``, labels only) for ``--train-epochs`` epochs and report the
 share of epoch time spent waiting for the next batch (``data_wait_seconds`` of the trainer's history). Each is
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from functools import partial
@@ -36,8 +41,8 @@ SETS = {  # name: (folder, model input side, training images used)
 }
 
 
-def plain_loader(paths, labels, size: int, batch: int):
-    """The plain script's loader: PIL decode + torchvision v2 transforms every epoch, 2 workers."""
+def plain_loader(paths, labels, size: int, batch: int, workers: int = 2):
+    """The plain script's loader: PIL decode + torchvision v2 transforms every epoch, ``workers`` workers."""
     import torch
     from PIL import Image
     from torch.utils.data import DataLoader, Dataset
@@ -55,7 +60,8 @@ def plain_loader(paths, labels, size: int, batch: int):
             with Image.open(paths[i]) as im:
                 return tf(im.convert("RGB")), labels[i]
 
-    return DataLoader(Folder(), batch_size=batch, shuffle=True, num_workers=2, persistent_workers=True)
+    return DataLoader(Folder(), batch_size=batch, shuffle=True, num_workers=workers, persistent_workers=True,
+                      pin_memory=torch.cuda.is_available())
 
 
 def edgekd_loader(spec: str, size: int, n: int | None, batch: int, new: bool):
@@ -106,6 +112,42 @@ def train_wait(spec: str, size: int, n: int | None, student: str, epochs: int, n
             "wall_s": time.perf_counter() - t0, "images": len(data.train)}
 
 
+def train_plain(paths, labels, n_classes: int, size: int, student: str, epochs: int, workers: int) -> dict:
+    """The plain script's training loop (AdamW, cross-entropy, bf16 autocast on CUDA) on its own loader, timed
+    like edgekd's trainer: the wait for each next batch against the epoch's time."""
+    import torch
+
+    from edgekd.models.factory import create_timm
+
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(0)
+    model = create_timm(student, n_classes).to(dev).train()
+    opt = torch.optim.AdamW(model.parameters(), 2e-3, weight_decay=0.05)
+    dl = plain_loader(paths, labels, size, 64, workers)
+    t_all, epoch_s, wait_s = time.perf_counter(), [], []
+    for _ in range(epochs):
+        t0, wait = time.perf_counter(), 0.0
+        it = iter(dl)
+        while True:
+            tw = time.perf_counter()
+            try:
+                x, y = next(it)
+            except StopIteration:
+                break
+            wait += time.perf_counter() - tw
+            x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+                loss = torch.nn.functional.cross_entropy(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss.item()  # the host waits for the step, as edgekd's trainer does when it logs the loss
+        epoch_s.append(time.perf_counter() - t0)
+        wait_s.append(wait)
+    return {"epoch_s": epoch_s, "wait_s": wait_s, "wait_share": [w / e for w, e in zip(wait_s, epoch_s, strict=True)],
+            "wall_s": time.perf_counter() - t_all, "images": len(paths)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sets", default="cifar10,hymenoptera")
@@ -114,7 +156,12 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--student", default="mobilevit_xxs")
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "bench-loader")
-    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "loader_throughput.json")
+    ap.add_argument("--data-root", type=Path, default=SHARED, help="folder holding cifar10-jpg/ and hymenoptera/")
+    ap.add_argument("--plain-workers", type=int, default=2, help="the plain script's loader workers")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads of the main process (default: 2 on CPU, as on the 2-core box; all on GPU)")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="default: results/loader_throughput.json, or loader_throughput_gpu.json on a CUDA GPU")
     args = ap.parse_args()
 
     import torch
@@ -122,34 +169,45 @@ def main() -> None:
     from edgekd.bench.system import system_info
     from edgekd.data import load_data
 
-    torch.set_num_threads(2)
-    results: dict = {"machine": system_info(), "settings": vars(args) | {"work": str(args.work),
-                                                                         "out": str(args.out)}, "sets": {}}
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    args.out = args.out or Path(__file__).parent / "results" / (
+        "loader_throughput_gpu.json" if gpu else "loader_throughput.json")
+    torch.set_num_threads(args.threads or (os.cpu_count() if gpu else 2))
+    results: dict = {"machine": system_info() | {"gpu": gpu, "torch": torch.__version__},
+                     "settings": vars(args) | {"work": str(args.work), "out": str(args.out),
+                                               "data_root": str(args.data_root),
+                                               "training": "CUDA, bf16 autocast" if gpu else "CPU, fp32"},
+                     "sets": {}}
     for name in args.sets.split(","):
-        folder, size, n = SETS[name]
+        sub, size, n = SETS[name]
+        folder = args.data_root / sub
         if not folder.is_dir():
             print(f"{name}: {folder} is absent, skipped")
             continue
         ref = load_data(str(folder), size, max_train=n)
-        rows: dict = {"plain": [], "before": [], "now": [], "train_before": [], "train_now": []}
+        rows: dict = {"plain": [], "before": [], "now": [], "train_plain": [], "train_before": [], "train_now": []}
         for rnd in range(args.rounds):
             paths, labels = [str(p) for p in ref.train.paths], ref.train.labels.tolist()
-            rows["plain"].append(time_epochs(partial(plain_loader, paths, labels, size, 64), args.epochs))
+            rows["plain"].append(time_epochs(partial(plain_loader, paths, labels, size, 64, args.plain_workers),
+                                             args.epochs))
             for key, new in (("before", False), ("now", True)):
                 make = partial(edgekd_loader, str(folder), size, n, 64, new)
                 rows[key].append(time_epochs(lambda make=make: make()[1], args.epochs))
+            rows["train_plain"].append(train_plain(paths, labels, len(ref.classes), size, args.student,
+                                                   args.train_epochs, args.plain_workers))
             for key, new in (("train_before", False), ("train_now", True)):
                 rows[key].append(train_wait(str(folder), size, n, args.student, args.train_epochs, new,
                                             args.work / f"{name}-{key}-{rnd}"))
         results["sets"][name] = {"folder": str(folder), "input": size, "train_images": len(ref.train), **rows}
 
     print(f"\n{results['machine']['cpu']} ({', '.join(results['machine']['isa'])}), "
-          f"{results['machine'].get('usable_cpus')} usable cores; medians over {args.rounds} rounds\n")
+          f"{results['machine'].get('usable_cpus')} usable cores"
+          f"{f'; training on {gpu} (bf16)' if gpu else ''}; medians over {args.rounds} rounds\n")
     print("| set | loader | images/s epoch 1 | images/s epochs 2+ | training: data wait share epochs 2+ | "
-          "s/epoch 2+ |")
-    print("|---|---|---|---|---|---|")
-    labels = {"plain": "torchvision ImageFolder, 2 workers (plain script)", "before": "edgekd before (0 workers, "
-              "decode every epoch)", "now": "edgekd now (workers + decoded cache)"}
+          "s/epoch 2+ | training images/s epochs 2+ |")
+    print("|---|---|---|---|---|---|---|")
+    labels = {"plain": f"torchvision ImageFolder, {args.plain_workers} workers (plain script)",
+              "before": "edgekd before (0 workers, decode every epoch)", "now": "edgekd now (workers + decoded cache)"}
     summary = {}
     for name, s in results["sets"].items():
         for key, label in labels.items():
@@ -158,10 +216,12 @@ def main() -> None:
             tr = s.get(f"train_{key}")
             share = statistics.median(v for r in tr for v in r["wait_share"][1:]) if tr else None
             ep = statistics.median(v for r in tr for v in r["epoch_s"][1:]) if tr else None
+            ips = s["train_images"] / ep if ep else None
             summary[f"{name}/{key}"] = {"images_s_first": first, "images_s_later": later, "wait_share_later": share,
-                                        "epoch_s_later": ep}
+                                        "epoch_s_later": ep, "train_images_s_later": ips}
             print(f"| {name} ({s['train_images']} imgs, {s['input']} px) | {label} | {first:.0f} | {later:.0f} | "
-                  f"{'-' if share is None else f'{100 * share:.1f} %'} | {'-' if ep is None else f'{ep:.1f}'} |")
+                  f"{'-' if share is None else f'{100 * share:.1f} %'} | {'-' if ep is None else f'{ep:.2f}'} | "
+                  f"{'-' if ips is None else f'{ips:.0f}'} |")
     results["summary"] = summary
     goal = [v["wait_share_later"] for k, v in summary.items() if k.endswith("/now")]
     results["goal_wait_below_10pct"] = bool(goal) and all(g < 0.10 for g in goal)

@@ -252,6 +252,18 @@ def test_nvml_falls_back_to_power_sampling(monkeypatch):
     assert m.stop().watts == pytest.approx(250.0)
 
 
+def test_nvml_source_picks_the_method_and_a_missing_counter_is_named(monkeypatch):
+    _fake_pynvml(monkeypatch)
+    m = NvmlMeter(interval_s=0.01, source="power")  # the counter exists, power sampling was asked for
+    assert m.why_not() is None and "nvmlDeviceGetPowerUsage" in m.method
+    m.start()
+    assert m.stop().watts == pytest.approx(250.0)
+    _fake_pynvml(monkeypatch, counter=False)
+    assert "has no energy counter: Not Supported" in NvmlMeter(source="counter").why_not()
+    with pytest.raises(ValueError, match="expected auto, counter or power"):
+        NvmlMeter(source="rails")
+
+
 def test_nvml_without_pynvml_says_so(monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", None)
     assert "pynvml is not installed" in NvmlMeter().why_not()

@@ -17,9 +17,14 @@ from edgekd.errors import BackendError
 class NvmlMeter(Meter):
     name = "nvml"
 
-    def __init__(self, index: int = 0, interval_s: float = 0.05) -> None:
+    def __init__(self, index: int = 0, interval_s: float = 0.05, source: str = "auto") -> None:
+        """``source``: ``counter`` (the energy counter), ``power`` (sampled power) or ``auto`` (the counter where
+        the GPU has one)."""
+        if source not in ("auto", "counter", "power"):
+            raise ValueError(f"nvml source {source!r}: expected auto, counter or power")
         self.index = index
         self.interval_s = interval_s
+        self.source = source
         self._nv = None
         self._handle = None
         self._counter: bool | None = None
@@ -46,15 +51,21 @@ class NvmlMeter(Meter):
             self._gpu = name.decode() if isinstance(name, bytes) else str(name)
         except pynvml.NVMLError as exc:
             return f"NVML failed: {exc}"
-        try:
-            pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)
-            self._counter = True
-        except pynvml.NVMLError:
+        counter_error = "not asked for"
+        if self.source != "power":
+            try:
+                pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)
+                counter_error = None
+            except pynvml.NVMLError as exc:
+                counter_error = str(exc)
+        if counter_error and self.source == "counter":
+            return f"GPU {self.index} ({self._gpu}) has no energy counter: {counter_error}"
+        if counter_error:
             try:
                 pynvml.nvmlDeviceGetPowerUsage(handle)
-                self._counter = False
             except pynvml.NVMLError as exc:
                 return f"GPU {self.index} ({self._gpu}) reports neither an energy counter nor power: {exc}"
+        self._counter = counter_error is None
         self._nv, self._handle = pynvml, handle
         return None
 
