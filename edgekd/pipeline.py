@@ -76,6 +76,30 @@ def _stages() -> dict[str, Callable[[Run], Any]]:
             "quantize": stages.quantize, "verify": stages.verify, "bench": stages.bench, "bundle": stages.bundle}
 
 
+# what a run writes at the top of its folder (the tarball is NAME.tar.gz, NAME from run.json)
+RUN_ENTRIES = ("run.json", "stages", "teacher", "student", "export", "quantize", "quantize.json", "verify.json",
+               "bundle", "bundle.tmp", "cache", ".write-test")
+
+
+def clear_run_dir(root: Path) -> list[str]:
+    """Remove what edgekd wrote in the run folder ``root`` (``--overwrite``); returns the names of the entries it
+    left because edgekd did not write them (a user's notes, another tool's files)."""
+    try:
+        name = json.loads((root / "run.json").read_text())["config"]["name"]
+    except (OSError, ValueError, KeyError, TypeError):
+        name = root.name
+    ours = {*RUN_ENTRIES, f"{name}.tar.gz", f"{name}.tar.gz.tmp"}
+    kept = []
+    for entry in sorted(root.iterdir()):
+        if entry.name not in ours:
+            kept.append(entry.name + ("/" if entry.is_dir() else ""))
+        elif entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+    return kept
+
+
 def prepare_run_dir(root: Path, overwrite: bool) -> None:
     """Create or reuse a run folder; never delete anything that is not an edgekd run."""
     marker = root / "run.json"
@@ -84,7 +108,11 @@ def prepare_run_dir(root: Path, overwrite: bool) -> None:
     if root.is_dir() and any(root.iterdir()) and not marker.is_file():
         raise ConfigError(f"--out {root} exists and is not an edgekd run folder; choose another --out")
     if overwrite and marker.is_file():
-        shutil.rmtree(root)
+        kept = clear_run_dir(root)
+        if kept:
+            console.print(f"--overwrite kept {len(kept)} entr{'y' if len(kept) == 1 else 'ies'} edgekd did not write "
+                          f"in {root}: {', '.join(kept[:5])}{' ...' if len(kept) > 5 else ''}", soft_wrap=True,
+                          markup=False)
     try:
         root.mkdir(parents=True, exist_ok=True)
         probe = root / ".write-test"
@@ -92,6 +120,96 @@ def prepare_run_dir(root: Path, overwrite: bool) -> None:
         probe.unlink()
     except OSError as exc:
         raise ConfigError(f"--out {root} is not writable ({exc.strerror})") from exc
+
+
+STAGE_RECORD_VERSION = 2  # stage JSON: paths relative to the run folder, sha256 of every output file
+
+
+def _prefixes(root: Path) -> list[str]:
+    """The spellings of ``root`` a stage may have written paths with (as given, absolute, resolved)."""
+    out = []
+    for p in (str(root), os.path.abspath(root), str(root.resolve())):
+        p = p.rstrip(os.sep)
+        if p and p not in out:
+            out.append(p)
+    return sorted(out, key=len, reverse=True)
+
+
+def _portable(result: Any, root: Path) -> tuple[Any, list[list], dict[str, str]]:
+    """``result`` with every path inside ``root`` made relative to it, the JSON pointers of those paths (so a
+    loaded record turns them back into paths under the folder it now lies in: a copied or moved run uses its own
+    files) and the sha256 of each that is a file."""
+    prefixes = _prefixes(root)
+    pointers: list[list] = []
+    files: dict[str, str] = {}
+
+    def walk(v: Any, at: list) -> Any:
+        if isinstance(v, dict):
+            return {k: walk(x, [*at, k]) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [walk(x, [*at, i]) for i, x in enumerate(v)]
+        if isinstance(v, str):
+            for pre in prefixes:
+                if v.startswith(pre + os.sep):
+                    rel = v[len(pre) + 1:]
+                    pointers.append(at)
+                    if (root / rel).is_file() and rel not in files:
+                        files[rel] = _sha256(root / rel)
+                    return rel
+        return v
+
+    return walk(result, []), pointers, files
+
+
+def _localize(result: Any, pointers: list[list], root: Path) -> Any:
+    """The inverse of :func:`_portable`: the recorded relative paths as paths under ``root``."""
+    for at in pointers:
+        node = result
+        for key in at[:-1]:
+            node = node[key]
+        node[at[-1]] = str(root / node[at[-1]])
+    return result
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _stale(saved: dict, root: Path) -> str | None:
+    """Why a stage record whose options match cannot be reused (an output missing or changed), or None."""
+    if saved.get("version") != STAGE_RECORD_VERSION:
+        return "its record is from an older edgekd (no output hashes)"
+    for rel, digest in saved.get("files", {}).items():
+        f = root / rel
+        if not f.is_file():
+            return f"{rel} is missing"
+        if _sha256(f) != digest:
+            return f"{rel} changed since it was written"
+    return None
+
+
+def _load_record(cache: Path, root: Path) -> dict | None:
+    """A stage record with its paths under ``root``; None when the file is unreadable."""
+    try:
+        saved = json.loads(cache.read_text())
+        if saved.get("version") == STAGE_RECORD_VERSION:
+            saved["result"] = _localize(saved["result"], saved.get("paths", []), root)
+        return saved
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return None
+
+
+def _write_record(cache: Path, chain: str, result: Any, root: Path) -> None:
+    rel, pointers, files = _portable(result, root)
+    cache.parent.mkdir(exist_ok=True)
+    tmp = cache.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"version": STAGE_RECORD_VERSION, "hash": chain, "result": rel, "paths": pointers,
+                               "files": files}, indent=2))
+    os.replace(tmp, cache)
 
 
 def rank() -> int:
@@ -105,8 +223,8 @@ def _wait_for(cache: Path, chain: str, poll_s: float = 2.0) -> Any:
 
     while True:
         if cache.is_file():
-            saved = json.loads(cache.read_text())
-            if saved.get("hash") == chain:
+            saved = _load_record(cache, cache.parent.parent)
+            if saved is not None and saved.get("hash") == chain:
                 return saved["result"]
         time.sleep(poll_s)
 
@@ -135,6 +253,7 @@ def run(cfg: RunConfig, target: Target, root: Path, overwrite: bool = False, unt
                                                   indent=2))
     funcs = _stages()
     chain = ""
+    redo: str | None = None  # once a stage is recomputed because its outputs were bad, every later one is too
     for name, deps in STAGE_DEPS:
         opts = {k: getattr(cfg, k) for k in deps}
         if name == "export":  # from export on, results depend on the target too (formats, thresholds, threads)
@@ -146,23 +265,28 @@ def run(cfg: RunConfig, target: Target, root: Path, overwrite: bool = False, unt
                 break
             r.results[name] = _wait_for(cache, chain)
             continue
-        if cache.is_file():
-            saved = json.loads(cache.read_text())
-            if saved.get("hash") == chain:
-                console.print(f"[green]✓[/] {name}: reused (options unchanged)")
+        if cache.is_file() and redo is None:
+            saved = _load_record(cache, root)
+            why = "its record is unreadable" if saved is None else _stale(saved, root)
+            if saved is not None and saved.get("hash") == chain and why is None:
+                console.print(f"[green]✓[/] {name}: reused (options unchanged, outputs verified)")
                 r.results[name] = saved["result"]
                 if name == until:
                     break
                 continue
+            if saved is not None and saved.get("hash") == chain:  # same options, but its outputs cannot be trusted
+                redo = f"{name}: {why}"
+                console.print(f"[yellow]![/] {name}: recomputed, since {why}; the stages after it follow",
+                              soft_wrap=True, markup=False)
+        elif cache.is_file():
+            console.print(f"[yellow]![/] {name}: recomputed, since {redo.split(': ', 1)[0]} was", soft_wrap=True,
+                          markup=False)
         console.rule(f"[bold]{name}")
         r.stage_key = chain[:12]
         r.results[name] = funcs[name](r)
         if not main:
             break
-        cache.parent.mkdir(exist_ok=True)
-        tmp = cache.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"hash": chain, "result": r.results[name]}, indent=2))
-        os.replace(tmp, cache)
+        _write_record(cache, chain, r.results[name], root)
         if name == until:
             break
     return r

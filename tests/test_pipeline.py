@@ -46,7 +46,39 @@ def test_every_export_was_verified(tiny_run):
 def test_rerun_reuses_every_stage(tiny_run):
     second = tiny_run["second"]
     assert second.returncode == 0
-    assert second.stderr.count("reused (options unchanged)") == 7
+    assert second.stderr.count("reused (options unchanged, outputs verified)") == 7
+
+
+@pytest.mark.slow
+def test_a_copied_run_uses_its_own_files_and_rebuilds_what_is_missing_or_changed(tiny_run, tmp_path):
+    """Stage records hold run-relative paths and output hashes: a copy of the run never reads the original's
+    files, a deleted bundle is rebuilt (not "reused"), a changed int8 model redoes quantize and what follows."""
+    import shutil
+
+    orig = tiny_run["out"]
+    copy = tmp_path / "runs" / "tiny"
+    shutil.copytree(orig, copy)
+    for rec in (copy / "stages").glob("*.json"):
+        assert str(orig) not in rec.read_text(), rec.name
+    (copy / "tiny.tar.gz").unlink()
+    shutil.rmtree(copy / "bundle")
+    cmd = [c if c != str(orig) else str(copy) for c in tiny_run["cmd"]]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "bundle: recomputed, since" in res.stderr and "is missing" in res.stderr
+    assert res.stderr.count("reused (options unchanged, outputs verified)") == 6
+    manifest = verify_bundle_dir(copy / "bundle")
+    int8 = copy / "export" / "student-int8.onnx"
+    assert manifest["files"]["student-int8.onnx"] == sha256(int8) and (copy / "tiny.tar.gz").is_file()
+    with open(int8, "r+b") as fh:  # the int8 model changed behind edgekd's back
+        fh.seek(-64, 2)
+        fh.write(b"\x00" * 8)
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "quantize: recomputed, since export/student-int8.onnx changed since it was written" in res.stderr
+    assert res.stderr.count("reused (options unchanged, outputs verified)") == 3  # teacher, distill, export
+    assert "verify: recomputed, since quantize was" in res.stderr
+    assert verify_bundle_dir(copy / "bundle")["files"]["student-int8.onnx"] == sha256(int8)
 
 
 @pytest.mark.slow

@@ -191,10 +191,15 @@ def fit(model: nn.Module, train_dl: DataLoader, val_dl: DataLoader, loss_fn: nn.
     workdir.mkdir(parents=True, exist_ok=True)
     last, best_path, final, done = (workdir / n for n in ("last.pt", "best.pt", "final.pt", "done.json"))
     if done.is_file() and final.is_file():
-        model.load_state_dict(torch.load(final, map_location="cpu", weights_only=True))
-        d = json.loads(done.read_text())
-        console.print(f"  {desc}: finished earlier, reusing {final}")
-        return TrainResult(d["best_val"], d["best_epoch"], d["metric"], d["history"], d.get("stopped_early"))
+        weights = _read_checkpoint(final)
+        if isinstance(weights, str):  # a torn final.pt: finish again from last.pt (the best weights are in best.pt)
+            console.print(f"  {desc}: {weights}; finishing again from the last checkpoint", soft_wrap=True,
+                          markup=False)
+        else:
+            model.load_state_dict(weights)
+            d = json.loads(done.read_text())
+            console.print(f"  {desc}: finished earlier, reusing {final}")
+            return TrainResult(d["best_val"], d["best_epoch"], d["metric"], d["history"], d.get("stopped_early"))
     torch.manual_seed(settings.seed)
     teaching = teaching or Teaching()
     needs = getattr(loss_fn, "needs", frozenset())
@@ -236,8 +241,8 @@ def fit(model: nn.Module, train_dl: DataLoader, val_dl: DataLoader, loss_fn: nn.
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     raw, raw_loss = acc.unwrap_model(model), acc.unwrap_model(loss_fn)
     result, start = TrainResult(best_val=-1.0, best_epoch=-1, metric=settings.select_metric), 0
-    if last.is_file():
-        state = torch.load(last, map_location="cpu", weights_only=True)
+    state = _resume_state(last, desc)
+    if state is not None:
         raw.load_state_dict(state["model"])
         raw_loss.load_state_dict(state["loss"])
         opt.load_state_dict(state["opt"])
@@ -246,7 +251,7 @@ def fit(model: nn.Module, train_dl: DataLoader, val_dl: DataLoader, loss_fn: nn.
         start = state["epoch"] + 1
         result = TrainResult(state["best_val"], state["best_epoch"], settings.select_metric, list(state["history"]),
                              state.get("stopped_early"))
-        console.print(f"  {desc}: resuming after epoch {start} from {last}")
+        console.print(f"  {desc}: resuming after epoch {start} from {state['file']}")
         if result.stopped_early is not None:  # killed after early stopping, before done.json: nothing left to train
             start = settings.epochs
     prior = teaching.prior.to(dev) if teaching.prior is not None else None
@@ -323,7 +328,7 @@ def fit(model: nn.Module, train_dl: DataLoader, val_dl: DataLoader, loss_fn: nn.
             _atomic_save({"model": raw.state_dict(), "loss": raw_loss.state_dict(), "opt": opt.state_dict(),
                           "sched": sched.state_dict(), "rng": torch.get_rng_state(), "epoch": epoch,
                           "best_val": result.best_val, "best_epoch": result.best_epoch,
-                          "history": result.history, "stopped_early": result.stopped_early}, last)
+                          "history": result.history, "stopped_early": result.stopped_early}, last, keep_previous=True)
         acc.wait_for_everyone()
         console.print(f"  {desc} epoch {epoch + 1}: loss {total / count:.4f}  val {settings.select_metric} "
                       f"{val:.2f}%  ({train_s:.1f} s)")
@@ -354,7 +359,45 @@ def fit(model: nn.Module, train_dl: DataLoader, val_dl: DataLoader, loss_fn: nn.
     return result
 
 
-def _atomic_save(obj: object, path: Path) -> None:
+def _atomic_save(obj: object, path: Path, keep_previous: bool = False) -> None:
+    """Write ``path`` whole or not at all; ``keep_previous`` keeps the file it replaces as ``NAME.prev.pt`` (the
+    fallback when ``path`` is later found torn, e.g. by a copy cut short or a failing disk)."""
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
+    if keep_previous and path.is_file():
+        os.replace(path, _previous(path))
     os.replace(tmp, path)
+
+
+def _previous(path: Path) -> Path:
+    return path.with_name(path.stem + ".prev" + path.suffix)
+
+
+def _read_checkpoint(path: Path) -> dict | str:
+    """The checkpoint at ``path``, or one line saying why it cannot be read."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torn zip, truncated pickle, bad magic: all mean "unreadable"
+        reason = " ".join(str(exc).split())[:160] or type(exc).__name__
+        return f"{path} is unreadable ({reason})"
+
+
+def _resume_state(last: Path, desc: str) -> dict | None:
+    """The training state to resume from: ``last.pt``, else the one before it (``last.prev.pt``) when ``last.pt``
+    is torn, else None (start the stage over). An unreadable file is kept aside as ``NAME.torn``, never deleted."""
+    problems = []
+    for path in (last, _previous(last)):
+        if not path.is_file():
+            continue
+        state = _read_checkpoint(path)
+        if isinstance(state, dict):
+            if problems:
+                console.print(f"  {desc}: {'; '.join(problems)}; resuming from the checkpoint before it, {path}",
+                              soft_wrap=True, markup=False)
+            return {**state, "file": path}
+        problems.append(state)
+        os.replace(path, path.with_name(path.name + ".torn"))
+    if problems:
+        console.print(f"  {desc}: {'; '.join(problems)}; no readable checkpoint is left, so {desc} starts over "
+                      f"(the unreadable files are kept as *.torn)", soft_wrap=True, markup=False)
+    return None
