@@ -136,22 +136,62 @@ def run_bench(model: Path, runtime: str | None, options: dict, compare: bool, da
 
 def bench_energy(model: Path, runtime: str | None, options: dict, meter: str, target_name: str,
                  json_out: Path | None) -> str:
-    """`edgekd bench --energy`: J per image and images/J of one model, idle subtracted, meter and method stated."""
+    """`edgekd bench --energy`: J per image and images/J of one model, idle subtracted, meter and method stated.
+
+    A target this machine is not (a Jetson or FPGA board, another CPU architecture) gets no figure from this
+    machine's meters or wall time: its energy is estimated from the board's own estimated latency and its power
+    model, and says so. A meter named explicitly still measures this machine, and the line says whose energy it is.
+    """
     from edgekd.bench.energy import measure_energy
     from edgekd.bench.runner import input_shape
     from edgekd.runtimes import runtime_for
-    from edgekd.targets import load_target
+    from edgekd.targets import load_target, not_this_machine
 
     target = load_target(target_name)
     batch = options["batch"]
-    with runtime_for(model, runtime, options["threads"], options["precision_hint"]) as rt:
-        x = np.random.default_rng(0).standard_normal(input_shape(rt, batch, options["image_size"])).astype(np.float32)
-        e = measure_energy(lambda: rt(x), max(20, options["iters"]), meter=None if meter == "auto" else meter,
-                           target=target, model=model.name)
+    elsewhere = not_this_machine(target)
+    whose = ""
+    if elsewhere and meter in ("auto", "estimate"):
+        e, batch = board_energy(model, target, elsewhere), 1
+    else:
+        with runtime_for(model, runtime, options["threads"], options["precision_hint"]) as rt:
+            shape = input_shape(rt, batch, options["image_size"])
+            x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+            e = measure_energy(lambda: rt(x), max(20, options["iters"]), meter=None if meter == "auto" else meter,
+                               target=target, model=model.name)
+        whose = f"; this machine's energy, not {target.name}'s ({elsewhere})" if elsewhere else ""
     if json_out is not None and json_out.is_file():
         doc = json.loads(json_out.read_text())
         doc["energy"] = to_json(e)
         json_out.write_text(json.dumps(doc, indent=2))
     per_j = "-" if e.frames_per_j is None else f"{e.frames_per_j * batch:.1f}"
     return (f"energy: {e.j_per_frame * 1e3 / batch:.2f} mJ/image, {per_j} images/J (idle {e.idle_w:.1f} W subtracted,"
-            f" {e.active_w:.1f} W active; meter {e.meter}): {'measured' if e.measured else e.estimated}")
+            f" {e.active_w:.1f} W active; meter {e.meter}): {'measured' if e.measured else e.estimated}{whose}")
+
+
+def board_energy(model: Path, target, why: str):
+    """Energy per frame on a board that is not attached: its power model at its own estimated FPS (roofline for
+    Jetson targets, the dataflow model for FPGA targets), never at this machine's."""
+    from edgekd.bench.energy import estimate_energy
+
+    if model.suffix != ".onnx":
+        raise ConfigError(f"--energy for {target.name}: {why}, so its energy is estimated from its own estimated "
+                          f"latency, which needs the .onnx file (got {model.name})")
+    if target.fpga is not None:
+        from edgekd.bench.fpga import fpga_estimate
+
+        est = fpga_estimate(model, target)
+        return estimate_energy(est.fps, target, model.name, f"dataflow model of {target.name}")
+    if target.estimate is None:
+        raise ConfigError(f"--energy for {target.name}: {why}, and the target has no latency model (`estimate:`) to "
+                          f"estimate its energy from; measure on the device, or pass --energy rapl|nvml to read this "
+                          f"machine's own meter")
+    import onnx
+
+    from edgekd.bench.estimate import graph_cost, roofline_ms
+
+    ops = {n.op_type for n in onnx.load(str(model), load_external_data=False).graph.node}
+    prec = "int8" if "QuantizeLinear" in ops else "fp16"  # TensorRT runs an FP32 graph in FP16
+    ms = roofline_ms(graph_cost(model), target.estimate, prec)
+    return estimate_energy(1000 / ms, target, model.name, f"roofline latency on {target.name} at {prec}, "
+                                                          f"{ms:.3g} ms")

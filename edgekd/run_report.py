@@ -28,6 +28,9 @@ class Point:
     estimated: str | None
     latencies_ms: list[float] = field(default_factory=list)
     energy_mj: float | None = None  # millijoules per frame, when a meter (or an estimate) gave one
+    # the energy figure's own label: None = read from a meter; else how it was estimated. Independent of
+    # `estimated` (a latency measured here can carry a power-model energy)
+    energy_estimated: str | None = None
 
     @property
     def label(self) -> str:
@@ -71,8 +74,20 @@ def _point(run: str, e: dict, verify: dict | None) -> Point:
         top1 = verify.get(f"teacher_{m}") if key.startswith("teacher") else (
             verify.get(f"student_{m}") if key == "student-torch" else acc.get(key))
     fps = e.get("throughput_fps") or e["fps"]
+    energy = e.get("energy_mj_per_frame")
     return Point(run, e["model"], e["runtime"], e["precision"], e["p50_ms"], fps, top1, e.get("estimated"),
-                 list(e.get("latencies_ms") or []), e.get("energy_mj_per_frame"))
+                 list(e.get("latencies_ms") or []), energy, energy_label(e) if energy is not None else None)
+
+
+def energy_label(entry: dict) -> str | None:
+    """How a bench entry's energy figure was obtained: None when a meter measured it, else the estimate's method.
+    A figure without its record (older or hand-made JSON) is never taken for a measurement."""
+    rec = entry.get("energy")
+    if not isinstance(rec, dict):
+        return "estimated: no record of how this energy figure was obtained"
+    if rec.get("measured") is True and not rec.get("estimated"):
+        return None
+    return rec.get("estimated") or "estimated"
 
 
 def pareto(points: list[Point]) -> list[Point]:
@@ -141,18 +156,23 @@ def plot_energy(points: list[Point], out: Path) -> Path | None:
         return None
     plt = _plt()
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(pts) + 1.5))
-    bars = ax.barh([p.label for p in pts], [p.energy_mj for p in pts])
+    bars = ax.barh([f"{p.run}: {p.model} ({p.runtime}, {'estimated' if p.energy_estimated else 'measured'} energy)"
+                    for p in pts], [p.energy_mj for p in pts])
     for b, p in zip(bars, pts, strict=True):
-        if p.estimated:
+        if p.energy_estimated:
             b.set_hatch("//")
             b.set_facecolor("none")
             b.set_edgecolor("C0")
-    ax.set_xlabel("energy per frame, mJ (hatched: estimated)")
+    ax.set_xlabel("energy per frame, mJ (hatched: estimated energy; solid: read from a meter)")
     ax.tick_params(axis="y", labelsize=8)
     fig.tight_layout()
     fig.savefig(out, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return out
+
+
+def _estimated(how: str) -> str:
+    return how if how.startswith("estimated") else f"estimated: {how}"
 
 
 def write_report(runs: list[Path], out: Path) -> Path:
@@ -168,13 +188,16 @@ def write_report(runs: list[Path], out: Path) -> Path:
     lines = [f"# edgekd report: {', '.join(str(r) for r in runs)}", "",
              "Measured points are latencies on the machine that ran the bench; points marked *estimated* come from "
              "a model of an absent device and are drawn hollow or hatched.", "",
-             "| run | model | runtime | precision | top-1 % | p50 ms | FPS | energy mJ/frame | measured? | Pareto |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| run | model | runtime | precision | top-1 % | p50 ms | FPS | latency: measured? | energy mJ/frame | "
+             "energy: measured? | Pareto |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for p in points:
+        energy = "-" if p.energy_mj is None else f"{p.energy_mj:.2f}"
+        e_label = "-" if p.energy_mj is None else (_estimated(p.energy_estimated) if p.energy_estimated
+                                                   else "measured")
         lines.append(f"| {p.run} | {p.model} | {p.runtime} | {p.precision} | "
                      f"{'-' if p.top1 is None else f'{p.top1:.2f}'} | {p.p50_ms:.2f} | {p.fps:.1f} | "
-                     f"{'-' if p.energy_mj is None else f'{p.energy_mj:.2f}'} | "
-                     f"{'estimated: ' + p.estimated if p.estimated else 'measured'} | "
+                     f"{_estimated(p.estimated) if p.estimated else 'measured'} | {energy} | {e_label} | "
                      f"{'yes' if id(p) in front else ''} |")
     for title, path in plots.items():
         lines += ["", f"## {title}", ""]

@@ -118,6 +118,19 @@ class Target(_Strict):
         return self
 
 
+def not_this_machine(target: Target) -> str | None:
+    """Why timings and meters of the machine running edgekd say nothing about ``target`` (a board that is not
+    attached, another CPU architecture), or None when the target is this kind of machine."""
+    import platform
+
+    machine = {"amd64": "x86_64", "arm64": "aarch64"}.get(platform.machine().lower(), platform.machine().lower())
+    if target.device in ("jetson", "fpga"):
+        return f"{target.name} is a {target.device} board, not this {machine} machine"
+    if target.arch != machine:
+        return f"{target.name} is an {target.arch} {target.device}, not this {machine} machine"
+    return None
+
+
 def targets_dir() -> Path:
     """The folder of shipped target YAMLs (repository checkout or installed copy)."""
     here = Path(__file__).resolve().parent

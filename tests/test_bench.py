@@ -176,3 +176,22 @@ def test_energy_per_image_is_measured_or_labelled_estimated(tiny, tmp_path):
         assert line.endswith(e["estimated"]) and "no meter here" in line
     else:
         assert e["measured"] and e["estimated"] is None and line.endswith("measured")
+
+
+def test_energy_of_a_board_that_is_not_attached_comes_from_its_estimated_latency(tiny, tmp_path):
+    """This machine's meters and wall time say nothing about a Jetson: the board's power model is applied at the
+    board's own (roofline) FPS, labelled so; an IR file (no graph to estimate from) is refused in one line."""
+    out = tmp_path / "e.json"
+    _bench(tiny["onnx"], "--iters", "20", "--warmup", "2", "--image-size", "32", "--json", out)
+    res = _bench(tiny["onnx"], "--iters", "20", "--warmup", "2", "--image-size", "32", "--energy", "auto",
+                 "--target", "jetson-orin-nano", "--json", out)
+    line = next(x for x in res.output.splitlines() if x.startswith("energy:"))
+    e = json.loads(out.read_text())["energy"]
+    assert not e["measured"] and e["estimated"].startswith("estimated: power model of jetson-orin-nano")
+    assert "at an estimated" in e["estimated"]
+    assert "roofline latency on jetson-orin-nano at fp16" in e["estimated"] and line.endswith(e["estimated"])
+    assert "measured on this machine" not in line
+    bad = runner.invoke(app, ["bench", str(tiny["xml"]), "--energy", "auto", "--target", "jetson-orin-nano"])
+    from edgekd.errors import ConfigError  # main() turns it into one line and exit 2
+
+    assert isinstance(bad.exception, ConfigError) and "needs the .onnx file (got m-fp32.xml)" in str(bad.exception)
