@@ -146,4 +146,4 @@ def test_bad_input_never_destroys_a_finished_run(tiny_run):
     assert res.returncode == 2 and "unknown loss 'nope'" in res.stderr
     after = {p: p.stat().st_mtime_ns for p in tiny_run["out"].rglob("*") if p.is_file()}
     assert after == before
-    assert json.loads((tiny_run["out"] / "bundle" / "manifest.json").read_text())["schema_version"] == 1
+    assert json.loads((tiny_run["out"] / "bundle" / "manifest.json").read_text())["schema_version"] == 2
