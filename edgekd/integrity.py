@@ -293,11 +293,11 @@ def load_samples(path: Path, manifest: dict, label: str):
     import numpy as np
 
     name = manifest["samples"]["file"]
-    try:
-        z = np.load(path / name, allow_pickle=False)
-        if not hasattr(z, "files"):
+    with open(path / name, "rb") as fh:
+        if fh.read(4) != b"PK\x03\x04":  # else numpy takes any other bytes for a pickle
             raise IntegrityError(f"{label}: {name!r} is not an .npz archive")
-        with z:
+    try:
+        with np.load(path / name, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     except ValueError as exc:
         if "pickle" in str(exc):
