@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekd.errors import ConfigError, IntegrityError, ParityError
-from edgekd.integrity import (  # noqa: F401 - re-exported: the bundle's names live in one place
+from edgekd.integrity import (  # also imported from here by teacher, bench and tests
     DIGEST,
     MANIFEST,
     SCHEMA_VERSION,
