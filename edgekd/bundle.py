@@ -3,27 +3,26 @@ metrics, versions) and report.md; plus a .tar.gz of the folder."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import tarfile
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
-from edgekd.errors import ConfigError, ParityError
-
-SCHEMA_VERSION = 1
-MANIFEST = "manifest.json"
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+from edgekd.errors import ConfigError, IntegrityError, ParityError
+from edgekd.integrity import (  # also imported from here by teacher, bench and tests
+    DIGEST,
+    MANIFEST,
+    SCHEMA_VERSION,
+    SIGNATURE,
+    load_samples,
+    manifest_digest,
+    sha256,
+    verify_bundle_dir,
+)
 
 
 def write_bundle(r) -> dict:
@@ -115,21 +114,51 @@ def write_bundle(r) -> dict:
                           "usage": f"python {RUNNER} . image.jpg  |  python {RUNNER} . --bench"
                           + (" (segmentation: masks written as PNG to --out, default ./masks)"
                              if r.cfg.task == "segment" else "")}
-    manifest["files"] = {p.name: sha256(p) for p in sorted(tmp.iterdir())}
-    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    digest = seal(tmp, manifest)
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     tar = r.root / f"{r.cfg.name}.tar.gz"
+    write_tarball(final, tar, r.cfg.name)
+    return {"path": str(final), "tarball": str(tar), "manifest": manifest, "digest": digest, "rows": rows}
+
+
+def seal(folder: Path, manifest: dict) -> str:
+    """List every file of ``folder`` with its sha256 in ``manifest["files"]``, write manifest.json and
+    manifest.sha256 (the digest of the canonical manifest) and return that digest."""
+    manifest["files"] = {p.name: sha256(p) for p in sorted(folder.iterdir()) if p.name not in (MANIFEST, DIGEST,
+                                                                                             SIGNATURE)}
+    text = json.dumps(manifest, indent=2)
+    digest = manifest_digest(json.loads(text))  # of what a reader parses, so tuples and lists cannot differ
+    (folder / MANIFEST).write_text(text)
+    (folder / DIGEST).write_text(digest + "\n")
+    (folder / SIGNATURE).unlink(missing_ok=True)  # a signature of another manifest would only mislead
+    return digest
+
+
+def write_tarball(folder: Path, tar: Path, arcname: str) -> None:
     tar_tmp = tar.with_name(tar.name + ".tmp")
     with tarfile.open(tar_tmp, "w:gz") as tf:
-        tf.add(final, arcname=r.cfg.name)
+        tf.add(folder, arcname=arcname)
     os.replace(tar_tmp, tar)
-    return {"path": str(final), "tarball": str(tar), "manifest": manifest, "rows": rows}
+
+
+def sign_bundle(folder: Path, key, tar: Path | None = None, arcname: str | None = None) -> str:
+    """Write ``manifest.sig`` (ed25519, ``key`` from ``integrity.load_private_key``) into a bundle that passes
+    its checks, and rewrite its tarball to carry it. Returns the manifest digest."""
+    from edgekd.integrity import sign
+
+    manifest = verify_bundle_dir(folder)  # never sign a bundle that was changed after its build
+    tmp = folder / (SIGNATURE + ".tmp")
+    tmp.write_text(sign(manifest, key))
+    os.replace(tmp, folder / SIGNATURE)
+    if tar is not None:
+        write_tarball(folder, tar, arcname or folder.name)
+    return manifest_digest(manifest)
 
 
 RUNNER = "run.pyz"
 # the on-device runner and everything it imports: no torch, timm or other edgekd module
-RUNNER_MODULES = ("__init__.py", "run.py", "bundle.py", "errors.py", "preprocess.py", "_deps.py",
+RUNNER_MODULES = ("__init__.py", "run.py", "bundle.py", "integrity.py", "errors.py", "preprocess.py", "_deps.py",
                   "runtimes/__init__.py", "runtimes/base.py", "runtimes/onnxruntime.py", "runtimes/openvino.py")
 
 
@@ -169,28 +198,26 @@ def _write_samples(r, folder: Path, models: list[dict]) -> dict:
     return {"file": SAMPLES, "count": len(x), "check": "same top-1, max|diff| <= 0.01 * max(1, max|output|)"}
 
 
-def check_samples(path: Path, manifest: dict) -> int:
+def check_samples(path: Path, manifest: dict, label: str | None = None) -> int:
     """Run every bundled model on the stored sample inputs and compare with the stored outputs."""
     import numpy as np
 
     from edgekd.runtimes import runtime_for
 
-    info = manifest.get("samples")
-    if not info:
-        return 0
-    with np.load(path / info["file"]) as z:
-        x, outs = z["input"], {k.split(":", 1)[1]: z[k] for k in z.files if k.startswith("output:")}
+    label = label or str(path)
+    x, outs = load_samples(path, manifest, label)
     for m in manifest["models"]:
-        ref = outs.get(m["file"])
-        if ref is None:
-            raise ConfigError(f"{path}: {info['file']} has no stored outputs for {m['file']}")
+        ref = outs[m["file"]]
         runtime = {"openvino": "openvino", "qonnx": "qonnx"}.get(m["format"], "onnxruntime")
         with runtime_for(path / m["file"], runtime, 1, "f32") as rt:
             out = np.concatenate([rt(x[i:i + 1]) for i in range(len(x))])
+        if out.shape != ref.shape:
+            raise IntegrityError(f"{label}: {m['file']!r} gives outputs of shape {list(out.shape)}, its stored "
+                                 f"sample outputs have {list(ref.shape)} (another model)")
         diff = float(np.abs(out - ref).max())
         if (out.argmax(1) != ref.argmax(1)).any() or diff > 0.01 * max(1.0, float(np.abs(ref).max())):
-            raise ConfigError(f"{path}: {m['file']} does not reproduce its stored sample outputs "
-                              f"(max |diff| {diff:.3g}); wrong runtime version or a damaged model")
+            raise IntegrityError(f"{label}: {m['file']!r} does not reproduce its stored sample outputs "
+                                 f"(max |diff| {diff:.3g}); wrong runtime version or a damaged model")
     return len(x)
 
 
@@ -216,26 +243,6 @@ def _report(r, rows: list[dict], table: str) -> str:
     )
 
 
-def verify_bundle_dir(path: Path) -> dict:
-    """Check a bundle folder's manifest: schema version and the sha256 of every listed file."""
-    mf = path / MANIFEST
-    if not mf.is_file():
-        raise ConfigError(f"{path}: no {MANIFEST}; not an edgekd bundle")
-    try:
-        manifest = json.loads(mf.read_text())
-    except ValueError as exc:
-        raise ConfigError(f"{mf}: not valid JSON ({exc})") from exc
-    if manifest.get("schema_version") != SCHEMA_VERSION:
-        raise ConfigError(f"{mf}: schema_version {manifest.get('schema_version')} is not {SCHEMA_VERSION}")
-    for name, digest in manifest.get("files", {}).items():
-        f = path / name
-        if not f.is_file():
-            raise ConfigError(f"{path}: {name} listed in the manifest is missing")
-        if sha256(f) != digest:
-            raise ConfigError(f"{path}: {name} does not match its sha256 in the manifest (tampered or truncated)")
-    return manifest
-
-
 def safe_extract(tarball: Path, dest: Path) -> Path:
     """Extract a bundle tarball into ``dest`` and return the bundle folder inside it.
 
@@ -247,14 +254,20 @@ def safe_extract(tarball: Path, dest: Path) -> Path:
     except (tarfile.TarError, OSError) as exc:
         raise ConfigError(f"{tarball}: not a readable tar archive ({exc})") from exc
     with tf:
-        members = tf.getmembers()
+        try:
+            members = tf.getmembers()
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+            raise IntegrityError(f"{tarball}: damaged tar archive ({exc})") from exc
         for m in members:
             p = Path(m.name)
             if p.is_absolute() or ".." in p.parts:
-                raise ConfigError(f"{tarball}: refused: member {m.name!r} would be written outside the bundle")
+                raise IntegrityError(f"{tarball}: refused: member {m.name!r} would be written outside the bundle")
             if not (m.isfile() or m.isdir()):
-                raise ConfigError(f"{tarball}: refused: member {m.name!r} is a link or special file")
-        tf.extractall(dest, members=members, filter="data")
+                raise IntegrityError(f"{tarball}: refused: member {m.name!r} is a link or special file")
+        try:
+            tf.extractall(dest, members=members, filter="data")
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+            raise IntegrityError(f"{tarball}: damaged tar archive ({exc})") from exc
     tops = {Path(m.name).parts[0] for m in members if Path(m.name).parts}
     if len(tops) == 1 and (dest / next(iter(tops))).is_dir():
         return dest / next(iter(tops))

@@ -92,6 +92,8 @@ def compress(
     out: Path = typer.Option(Path("runs/demo"), help="Run folder; rerunning resumes it."),
     overwrite: bool = typer.Option(False, help="Start the run folder afresh."),
     resume: bool = typer.Option(False, help="Continue a killed run in --out (an error if there is none)."),
+    sign: Path | None = typer.Option(None, "--sign", metavar="KEY", help="Sign the bundle's manifest with this "
+                                     "ed25519 private key (edgekd keygen) into manifest.sig."),
 ) -> None:
     """The whole pipeline: teacher -> distill -> quantize -> export -> verify -> bench -> bundle."""
     from edgekd.pipeline import run
@@ -99,6 +101,10 @@ def compress(
     from edgekd.targets import load_target
 
     tgt = load_target(target)
+    if sign is not None:  # a bad key fails now, not after hours of training
+        from edgekd.integrity import load_private_key
+
+        sign_key = load_private_key(sign)
     _check_resume(resume, overwrite, out)
     cfg = _config(recipe, data=data, task=task, student=student, student_weights=student_weights, loss=loss,
                   epochs=epochs, batch_size=batch_size, lr=lr,
@@ -113,6 +119,15 @@ def compress(
     b = r.results["bundle"]
     print_table(b["rows"], f"edgekd compress -> {tgt.name} ({out})")
     typer.echo(f"bundle: {b['path']}  (tarball {b['tarball']}); recommended model: {b['manifest']['recommended']}")
+    from edgekd.bundle import sign_bundle
+    from edgekd.integrity import manifest_digest, verify_bundle_dir
+
+    folder = r.root / "bundle"  # not the cached b["path"]: a run folder may have been copied or moved since
+    # a reused bundle is checked before its digest is printed (and signed)
+    digest = (sign_bundle(folder, sign_key, r.root / f"{r.cfg.name}.tar.gz", r.cfg.name) if sign is not None
+              else manifest_digest(verify_bundle_dir(folder)))
+    typer.echo(f"manifest sha256 {digest}{' (signed: manifest.sig)' if sign else ''}; keep it apart from the bundle "
+               f"and check on the device: python run.pyz BUNDLE ... --expect {digest}")
 
 
 @app.command()
@@ -403,21 +418,46 @@ def layers(
             typer.echo(f"{n:40s} {kind:24s} {shape}")
 
 
+EXPECT_HELP = ("Refuse the bundle unless its manifest digest is DIGEST (printed by compress and kept apart from "
+               "the bundle): catches a swapped or rewritten bundle.")
+KEY_HELP = "Refuse the bundle unless manifest.sig verifies with this ed25519 public key (PEM or ssh-ed25519)."
+
+
 @app.command("verify-bundle")
-def verify_bundle(path: Path = typer.Argument(..., help="Bundle folder or its .tar.gz.")) -> None:
-    """Check a bundle's manifest and the sha256 of every file (a tarball is extracted safely first)."""
+def verify_bundle(
+    path: Path = typer.Argument(..., help="Bundle folder or its .tar.gz."),
+    expect: str | None = typer.Option(None, "--expect", metavar="DIGEST", help=EXPECT_HELP),
+    key: Path | None = typer.Option(None, "--key", metavar="PUB", help=KEY_HELP),
+) -> None:
+    """Check a bundle: manifest digest (and --expect), signature (with --key), the listing and sha256 of every
+    file, then replay the stored samples through every model (a tarball is extracted safely first)."""
     import tempfile
 
-    from edgekd.bundle import check_samples, safe_extract, verify_bundle_dir
+    from edgekd.bundle import check_samples, safe_extract
+    from edgekd.integrity import SIGNATURE, manifest_digest, verify_bundle_dir
 
     if not path.exists():
         raise ConfigError(f"bundle {path} does not exist")
     with tempfile.TemporaryDirectory(prefix="edgekd-bundle-") as tmp:
         folder = safe_extract(path, Path(tmp)) if path.is_file() else path
-        m = verify_bundle_dir(folder)
-        n = check_samples(folder, m)
-    typer.echo(f"{path}: {len(m['files'])} files match manifest schema {m['schema_version']} (target {m['target']})"
+        m = verify_bundle_dir(folder, expect, key, label=str(path))
+        signed = (folder / SIGNATURE).is_file()
+        n = check_samples(folder, m, label=str(path))
+    sig = ("signature verified" if key else "signed (give --key PUB to check the signature)" if signed
+           else "not signed")
+    typer.echo(f"{path}: {len(m['files'])} files match manifest schema {m['schema_version']} (target {m['target']}); "
+               f"manifest sha256 {manifest_digest(m)}{' = --expect' if expect else ''}; {sig}"
                + (f"; every model reproduces its {n} stored sample outputs" if n else ""))
+
+
+@app.command()
+def keygen(out: Path = typer.Argument(..., help="Private key file to create; the public key goes to OUT.pub.")) -> None:
+    """Create an ed25519 key pair for signing bundles (compress --sign OUT; verify with --key OUT.pub)."""
+    from edgekd.integrity import keygen as make_keys
+
+    priv, pub = make_keys(out)
+    typer.echo(f"private key {priv} (mode 0600: keep it on the build machine only); public key {pub} (copy it "
+               f"to the devices: verify-bundle --key {pub.name}, run.pyz --key {pub.name})")
 
 
 @targets_app.command("list")

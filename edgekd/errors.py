@@ -47,3 +47,10 @@ class AccuracyError(EdgeKDError):
     """A quantized model cannot meet the accuracy bound that was asked for (the best one is still written)."""
 
     exit_code = 8
+
+
+class IntegrityError(EdgeKDError):
+    """A bundle fails its integrity checks (manifest digest, signature, file hashes, listing, names, samples):
+    refused before anything in it is loaded."""
+
+    exit_code = 9

@@ -258,6 +258,10 @@ def run(cfg: RunConfig, target: Target, root: Path, overwrite: bool = False, unt
         opts = {k: getattr(cfg, k) for k in deps}
         if name == "export":  # from export on, results depend on the target too (formats, thresholds, threads)
             opts["target"] = target.model_dump(mode="json")
+        if name == "bundle":  # a new bundle layout rebuilds an older run's bundle instead of reusing it
+            from edgekd.integrity import SCHEMA_VERSION
+
+            opts["schema_version"] = SCHEMA_VERSION
         chain = hashlib.sha256((chain + name + json.dumps(opts, default=str, sort_keys=True)).encode()).hexdigest()
         cache = root / "stages" / f"{name}.json"
         if not main and name != "distill":  # distributed run: rank 0 does everything but the training itself

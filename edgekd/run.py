@@ -5,8 +5,12 @@ bundle's runtime (onnxruntime or openvino); never torch or timm.
     python -m edgekd.run BUNDLE image.jpg ... --out masks/     (segmentation bundles: one PNG mask per image)
     python -m edgekd.run BUNDLE --bench [--iters 200]
 
-BUNDLE is the bundle folder or its .tar.gz (extracted safely to a temporary folder). Every file is checked
-against the manifest's sha256 first. Preprocessing comes from the manifest, so it is exactly what training used.
+    python -m edgekd.run BUNDLE ... --expect DIGEST [--key builder.pub]   (refuse any other manifest)
+
+BUNDLE is the bundle folder or its .tar.gz (extracted safely to a temporary folder). Before any model is loaded
+the bundle passes the same checks as `edgekd verify-bundle` (short of replaying the samples): the manifest's
+structure and plain file names, manifest.sha256 (and --expect), manifest.sig (with --key), and the listing and
+sha256 of every file. Preprocessing comes from the manifest, so it is exactly what training used.
 On a Jetson, ONNX Runtime's TensorRT / CUDA execution providers are used when installed (engines from
 build_engine.sh are for trtexec and TensorRT applications).
 """
@@ -22,8 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekd.bundle import safe_extract, verify_bundle_dir
+from edgekd.bundle import safe_extract
 from edgekd.errors import ConfigError, DataError, EdgeKDError
+from edgekd.integrity import verify_bundle_dir
 from edgekd.preprocess import Preprocess, load_image
 
 
@@ -118,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("masks"), help="segmentation bundles: folder for the PNG masks")
     ap.add_argument("--bench", action="store_true", help="time batch-1 inference instead of classifying")
     ap.add_argument("--iters", type=int, default=200)
+    ap.add_argument("--expect", metavar="DIGEST", help="refuse the bundle unless its manifest digest is this "
+                    "(printed by compress; carry it apart from the bundle)")
+    ap.add_argument("--key", type=Path, metavar="PUB", help="refuse the bundle unless manifest.sig verifies with "
+                    "this ed25519 public key (needs the cryptography package)")
     ap.add_argument("--json", action="store_true", help="print JSON")
     ap.add_argument("--debug", action="store_true", help="show tracebacks")
     args = ap.parse_args(argv)
@@ -128,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise ConfigError(f"bundle {bundle} does not exist")
             if bundle.is_file():
                 bundle = safe_extract(bundle, Path(tmp))
-            manifest = verify_bundle_dir(bundle)
+            manifest = verify_bundle_dir(bundle, args.expect, args.key, label=str(args.bundle))
             if not args.bench and not args.images:
                 raise ConfigError("give image files to classify or segment, or --bench")
             import os

@@ -61,6 +61,16 @@ CASES = [
     ("bench: corrupt ONNX", ["bench", "{tmp}/corrupt.onnx"], 4, "cannot load"),
     ("verify-bundle: not a bundle", ["verify-bundle", "{tmp}/empty"], 2, "not an edgekd bundle"),
     ("verify-bundle: not a tarball", ["verify-bundle", "{tmp}/precious.txt"], 2, "not a readable tar"),
+    ("verify-bundle: malformed --expect", ["verify-bundle", "{tmp}/empty", "--expect", "abc"], 2,
+     "--expect 'abc' is not a sha256 digest"),
+    ("verify-bundle: --key not a key", ["verify-bundle", "{tmp}/empty", "--key", "{tmp}/precious.txt"], 2,
+     "not a PEM or OpenSSH public key"),
+    ("compress: --sign key missing", ["compress", "--sign", "{tmp}/none.pem", "--out", "{tmp}/r"], 2,
+     "cannot be read"),
+    ("compress: --sign with a public key", ["compress", "--sign", "{tmp}/k.pub", "--out", "{tmp}/r"], 2,
+     "not an unencrypted PEM or OpenSSH private key"),
+    ("keygen over an existing file", ["keygen", "{tmp}/precious.txt"], 2, "exists; keys are never overwritten"),
+    ("keygen into a missing folder", ["keygen", "{tmp}/nope/k"], 2, "is not a folder"),
     ("resume without a run", ["distill", "--resume", "--out", "{tmp}/nothing"], 2, "holds no edgekd run"),
     ("resume and overwrite", ["compress", "--resume", "--overwrite", "--out", "{tmp}/r"], 2, "contradict"),
     ("out is a non-run folder", ["compress", "--overwrite", "--out", "{tmp}"], 2, "not an edgekd run folder"),
@@ -93,6 +103,9 @@ def work(tmp_path_factory):
     (tmp / "extra_target.yaml").write_text((Path(__file__).parent.parent / "targets" / "cpu-x86.yaml").read_text()
                                            + "turbo: true\n")
     (tmp / "corrupt.onnx").write_bytes(b"\x00garbage")
+    from edgekd.integrity import keygen
+
+    keygen(tmp / "k")
     _seg_folders(tmp)
 
     class Evil:
@@ -146,4 +159,84 @@ def test_bad_input_never_destroys_a_finished_run(tiny_run):
     assert res.returncode == 2 and "unknown loss 'nope'" in res.stderr
     after = {p: p.stat().st_mtime_ns for p in tiny_run["out"].rglob("*") if p.is_file()}
     assert after == before
-    assert json.loads((tiny_run["out"] / "bundle" / "manifest.json").read_text())["schema_version"] == 1
+    assert json.loads((tiny_run["out"] / "bundle" / "manifest.json").read_text())["schema_version"] == 2
+
+
+# a bundle changed after its build (issue 17): (name, variant of the tiny run's bundle, extra args, text); each is
+# refused by `edgekd verify-bundle` and by the runner with exit code 9
+BUNDLE_CASES = [
+    ("labels reversed", "labels", [], "manifest.json does not match manifest.sha256"),
+    ("labels reversed, digest rewritten, --expect", "labels_rehashed", ["--expect", "{digest}"],
+     "manifest.json has digest"),
+    ("foreign ONNX unlisted, samples removed", "foreign_unlisted", [], "has no field 'samples'"),
+    ("model path outside the bundle", "outside", [], "'models[0].file' '../../x.onnx'"),
+    ("pickled samples", "pickled", [], "'samples.npz' holds a pickled (object) array"),
+    ("file added", "added", [], "'extra.txt' is not listed"),
+    ("wrong --expect", "intact", ["--expect", "0" * 64], "manifest.json has digest"),
+    ("unsigned bundle with --key", "intact", ["--key", "{tmp}/k.pub"], "manifest.sig is missing"),
+    ("signed with another key", "signed", ["--key", "{tmp}/other.pub"], "manifest.sig does not verify"),
+]
+
+
+@pytest.fixture(scope="module")
+def bad_bundles(tiny_run, work):
+    """One copy of the tiny run's bundle per variant, at WORK/bundles/VARIANT/dev/tiny."""
+    import shutil
+
+    from edgekd.bundle import sign_bundle
+    from edgekd.integrity import keygen, load_private_key, manifest_digest
+
+    from .bundle_tamper import foreign_models, pickled_samples, read, swap_model, write
+
+    src = tiny_run["out"] / "bundle"
+    foreign = foreign_models(work / "foreign", src)
+    keygen(work / "other")  # the bundle is signed with k, --key gives other.pub
+    out = {}
+    for variant in ("labels", "labels_rehashed", "foreign_unlisted", "outside", "pickled", "added", "intact",
+                    "signed"):
+        b = work / "bundles" / variant / "dev" / "tiny"
+        shutil.copytree(src, b)
+        m = read(b)
+        if variant.startswith("labels"):
+            m["labels"] = m["labels"][::-1]
+            write(b, m, digest=variant == "labels_rehashed")
+        elif variant == "foreign_unlisted":
+            onnx_model = next(x["file"] for x in m["models"] if x["format"] == "onnx")
+            swap_model(b, onnx_model, foreign)
+            del m["files"][onnx_model], m["samples"], m["files"]["samples.npz"]
+            (b / "samples.npz").unlink()
+            write(b, m, digest=True)
+        elif variant == "outside":
+            shutil.copyfile(foreign["onnx"], b.parent.parent / "x.onnx")
+            m["models"][0].update(file="../../x.onnx", format="onnx")
+            m["recommended"] = "../../x.onnx"
+            write(b, m, digest=True)
+        elif variant == "pickled":
+            pickled_samples(b / "samples.npz", m)
+            write(b, m, digest=True, files=True)
+        elif variant == "added":
+            (b / "extra.txt").write_text("x")
+        elif variant == "signed":
+            sign_bundle(b, load_private_key(work / "k"))
+        out[variant] = b
+    return out, manifest_digest(read(src))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,variant,args,text", BUNDLE_CASES, ids=[c[0] for c in BUNDLE_CASES])
+def test_bad_bundle(work, bad_bundles, name, variant, args, text):
+    from .bundle_tamper import snapshot
+
+    bundles, digest = bad_bundles
+    b = bundles[variant]
+    args = [a.replace("{tmp}", str(work)).replace("{digest}", digest) for a in args]
+    before = snapshot(b.parent.parent)
+    for cmd, prefix in ((["-m", "edgekd", "verify-bundle", str(b)], "edgekd: error:"),
+                        (["-m", "edgekd.run", str(b), "--bench", "--iters", "1"], "edgekd.run: error:")):
+        res = subprocess.run([sys.executable, *cmd, *args], capture_output=True, text=True, cwd=work)
+        err = res.stderr.strip().splitlines()
+        assert res.returncode == 9, res.stderr[-2000:]
+        assert len(err) == 1 and err[0].startswith(prefix) and text in err[0], res.stderr[-2000:]
+        assert "pwned" not in res.stdout + res.stderr
+    assert snapshot(b.parent.parent) == before
+    assert (work / "precious.txt").read_text() == "mine"

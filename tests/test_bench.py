@@ -76,7 +76,9 @@ def test_seconds_and_openvino_executed_precision(tiny, tmp_path):
 def test_bundle_folder_and_tarball_bench_each_model(tiny, tmp_path):
     import shutil
 
-    from edgekd.bundle import MANIFEST, SCHEMA_VERSION, sha256
+    import numpy as np
+
+    from edgekd.bundle import SCHEMA_VERSION, seal
 
     b = tmp_path / "bundle"
     b.mkdir()
@@ -85,8 +87,12 @@ def test_bundle_folder_and_tarball_bench_each_model(tiny, tmp_path):
     models = [{"file": "m-fp32.onnx", "format": "onnx", "precision": "fp32", "runtime": "onnxruntime"},
               {"file": "m-fp32.xml", "format": "openvino", "precision": "fp32", "runtime": "openvino"},
               {"file": "m-fp32.onnx", "format": "onnx", "precision": "fp32", "runtime": "tensorrt"}]
-    files = {p.name: sha256(p) for p in sorted(b.iterdir())}
-    (b / MANIFEST).write_text(json.dumps({"schema_version": SCHEMA_VERSION, "models": models, "files": files}))
+    # the samples are only read (bench does not replay them), so zeros of the right shapes do
+    np.savez(b / "samples.npz", input=np.zeros((1, 3, 32, 32), np.float32),
+             **{f"output:{m['file']}": np.zeros((1, 3), np.float32) for m in models})
+    seal(b, {"schema_version": SCHEMA_VERSION, "task": "classify", "target": "cpu-x86", "input": {}, "labels":
+             ["a", "b", "c"], "output": {"shape": [1, 3]}, "preprocess": {}, "models": models,
+             "recommended": "m-fp32.onnx", "samples": {"file": "samples.npz"}})
     with tarfile.open(tmp_path / "b.tar.gz", "w:gz") as tf:
         tf.add(b, arcname="b")
     for src in (b, tmp_path / "b.tar.gz"):

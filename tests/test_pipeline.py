@@ -8,7 +8,7 @@ import tarfile
 import pytest
 
 from edgekd.bundle import sha256, verify_bundle_dir
-from edgekd.errors import ConfigError
+from edgekd.errors import IntegrityError
 
 
 @pytest.mark.slow
@@ -90,10 +90,10 @@ def test_tampered_bundle_is_named(tiny_run, tmp_path):
     with open(b / "student-int8.bin", "r+b") as fh:
         fh.seek(100)
         fh.write(b"\x00\x01\x02")
-    with pytest.raises(ConfigError, match="student-int8.bin does not match"):
+    with pytest.raises(IntegrityError, match="'student-int8.bin' does not match"):
         verify_bundle_dir(b)
     res = subprocess.run([sys.executable, "-m", "edgekd", "verify-bundle", str(b)], capture_output=True, text=True)
-    assert res.returncode == 2 and "student-int8.bin" in res.stderr
+    assert res.returncode == 9 and "student-int8.bin" in res.stderr
 
 
 @pytest.mark.slow

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from edgekd.bundle import safe_extract
-from edgekd.errors import ConfigError
+from edgekd.errors import IntegrityError
+from edgekd.integrity import manifest_digest
 
 NO_TORCH = ("import sys, runpy; sys.modules.update(torch=None, timm=None, nncf=None, torchvision=None); "
             "sys.argv = ['edgekd.run'] + sys.argv[1:]; runpy.run_module('edgekd.run', run_name='__main__')")
@@ -105,11 +106,11 @@ def test_tar_slip_and_special_members_are_refused_before_anything_is_written(tmp
     tb = _tar(tmp_path / "b.tar.gz", [(ok, b"o"), (evil, data)])
     dest = tmp_path / "out"
     dest.mkdir()
-    with pytest.raises(ConfigError, match="refused"):
+    with pytest.raises(IntegrityError, match="refused"):
         safe_extract(tb, dest)
     assert not any(dest.iterdir()) and not (tmp_path / "evil.txt").exists()
     res = subprocess.run([sys.executable, "-m", "edgekd", "verify-bundle", str(tb)], capture_output=True, text=True)
-    assert res.returncode == 2 and "refused" in res.stderr and "Traceback" not in res.stderr
+    assert res.returncode == 9 and "refused" in res.stderr and "Traceback" not in res.stderr
 
 
 @pytest.mark.slow
@@ -120,7 +121,8 @@ def test_verify_bundle_runs_the_stored_samples_and_catches_a_swapped_model(tiny_
     shutil.copytree(tiny_run["out"] / "bundle", b)
     ok = subprocess.run([sys.executable, "-m", "edgekd", "verify-bundle", str(b)], capture_output=True, text=True)
     assert ok.returncode == 0 and "reproduces its 4 stored sample outputs" in ok.stdout, ok.stderr
-    # a different model with a consistent manifest hash passes the hash check but not the samples
+    # a different model with consistent manifest hashes and digest (a rewrite without the builder's key) passes
+    # the hash checks but not the samples
     manifest = json.loads((b / "manifest.json").read_text())
     onnx_file = next(m["file"] for m in manifest["models"] if m["format"] == "onnx")
     import torch
@@ -132,8 +134,9 @@ def test_verify_bundle_runs_the_stored_samples_and_catches_a_swapped_model(tiny_
     export_torch(create_timm("resnet10t", 10).eval(), torch.zeros(1, 3, 64, 64), b / onnx_file, {})
     manifest["files"][onnx_file] = hashlib.sha256((b / onnx_file).read_bytes()).hexdigest()
     (b / "manifest.json").write_text(json.dumps(manifest))
+    (b / "manifest.sha256").write_text(manifest_digest(manifest) + "\n")
     bad = subprocess.run([sys.executable, "-m", "edgekd", "verify-bundle", str(b)], capture_output=True, text=True)
-    assert bad.returncode == 2 and "does not reproduce its stored sample outputs" in bad.stderr, bad.stderr
+    assert bad.returncode == 9 and "does not reproduce its stored sample outputs" in bad.stderr, bad.stderr
 
 
 @pytest.mark.slow
