@@ -28,15 +28,18 @@ from edgekd.integrity import (  # also imported from here by teacher, bench and 
 def write_bundle(r) -> dict:
     """Copy the passing models of the target's bundle precision into ``RUN/bundle`` and describe them."""
     from edgekd._deps import tool_versions
+    from edgekd.deploy import for_bundle, key_of
     from edgekd.report import markdown_table, results_rows
 
     res, target = r.results, r.target
     metric = res["verify"].get("metric", "top1")  # top1 or miou
     passed = {m["model"] for m in res["verify"]["models"] if m["passed"]}
-    chosen = [d for d in res["export"] + res["quantize"]
-              if d["precision"] == target.bundle_precision and f"{d['format']}-{d['precision']}" in passed]
-    if not chosen:
-        raise ParityError(f"no {target.bundle_precision} model passed verify; nothing to bundle")
+    exports = res["export"] + res["quantize"]
+    try:
+        deploy, keep = for_bundle(r, exports, passed)
+    except ValueError as exc:
+        raise ParityError(f"nothing to bundle for {target.name}: {exc}") from exc
+    chosen = [d for d in exports if key_of(d) in keep]
     final, tmp = r.root / "bundle", r.root / "bundle.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
@@ -69,10 +72,14 @@ def write_bundle(r) -> dict:
                          top1_measured_with="onnxruntime on the build machine's CPU (stand-in for TensorRT)")
             if est:
                 entry.update(p50_ms=est["p50_ms"], fps=est["fps"], latency=f"estimated: {est['estimated']}")
+        entry["role"] = ("deploy" if key == deploy["model"] else
+                         "int8, for devices where int8 pays off (VNNI / AMX CPUs)" if deploy["policy"] == "fastest"
+                         else "int8 alternative")
+        if key in deploy["p50_ms"]:
+            entry["deploy_p50_ms"] = deploy["p50_ms"][key]  # the alternating passes' median, the choice's basis
         models.append(entry)
-    models.sort(key=lambda m: m["p50_ms"])
+    models.sort(key=lambda m: (m["role"] != "deploy", m["p50_ms"]))
     rows = results_rows(res)
-    (tmp / "report.md").write_text(_report(r, rows, markdown_table(rows)))
     versions = tool_versions()
     manifest: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
@@ -88,6 +95,8 @@ def write_bundle(r) -> dict:
                       "resize": "nearest, back to each image's own size"}} if r.cfg.task == "segment" else {}),
         "models": models,
         "recommended": models[0]["file"],
+        "deploy": {k: deploy[k] for k in ("model", "policy", "statement", "fastest", "int8_speed_vs_fastest", "isa",
+                                          "p50_ms", "method", "tie_margin")},
         "metrics": {"metric": metric, f"teacher_{metric}": res["verify"][f"teacher_{metric}"],
                     f"student_fp32_{metric}": res["verify"][f"student_{metric}"],
                     "samples": res["verify"]["samples"], "bench_threads": target.threads,
@@ -108,6 +117,7 @@ def write_bundle(r) -> dict:
     else:
         manifest["quantization"] = {"method": "ptq", "preset": r.target.quant_preset or r.cfg.quant_preset,
                                     "calib_samples": r.cfg.calib_samples}
+    (tmp / "report.md").write_text(_report(r, rows, markdown_table(rows), manifest))
     manifest["samples"] = _write_samples(r, tmp, models)
     write_runner(tmp / RUNNER)
     manifest["runner"] = {"file": RUNNER, "needs": "python >= 3.10, numpy, Pillow and the model's runtime",
@@ -228,14 +238,28 @@ def _schedule(cfg) -> str:
                      for st in schedule(cfg))
 
 
-def _report(r, rows: list[dict], table: str) -> str:
+def _quantization(q: dict) -> str:
+    """The manifest's quantization record in words (the report says what the manifest says)."""
+    method = {"ptq": "NNCF post-training quantization", "qad": "quantization-aware distillation (QAD)"}.get(
+        q.get("method"), q.get("method", "?"))
+    parts = [method]
+    if q.get("preset"):
+        parts.append(f"preset `{q['preset']}`")
+    if q.get("calib_samples"):
+        parts.append(f"{q['calib_samples']} calibration images")
+    if q.get("fp32_layers"):
+        parts.append(f"{len(q['fp32_layers'])} layers kept in FP32")
+    return ", ".join(parts)
+
+
+def _report(r, rows: list[dict], table: str, manifest: dict) -> str:
     cfg = r.cfg
     return (
         f"# edgekd run `{cfg.name}` for target `{r.target.name}`\n\n"
         f"Data: `{cfg.data}` ({len(r.data.classes)} classes). Teacher: `{r.results['teacher']['arch']}` "
         f"({r.results['teacher']['how']}). Student: `{cfg.student}`, "
-        f"schedule {_schedule(cfg)}. int8: NNCF PTQ, {cfg.calib_samples} calibration images, "
-        f"preset `{cfg.quant_preset}`.\n\n"
+        f"schedule {_schedule(cfg)}. int8: {_quantization(manifest['quantization'])}.\n\n"
+        f"**Deploy:** {manifest['deploy']['statement']} (timing: {manifest['deploy']['method']}).\n\n"
         f"{'mIoU' if cfg.task == 'segment' else 'Accuracy'} on {r.results['verify']['samples']} held-out test "
         f"images; latency measured on this machine at "
         f"batch 1 with {r.target.threads} threads (median of {cfg.bench_iters} runs after {cfg.bench_warmup} "

@@ -119,13 +119,20 @@ def compress(
     b = r.results["bundle"]
     print_table(b["rows"], f"edgekd compress -> {tgt.name} ({out})")
     typer.echo(f"bundle: {b['path']}  (tarball {b['tarball']}); recommended model: {b['manifest']['recommended']}")
+    if "deploy" in b["manifest"]:
+        typer.echo(b["manifest"]["deploy"]["statement"])
     from edgekd.bundle import sign_bundle
     from edgekd.integrity import manifest_digest, verify_bundle_dir
 
     folder = r.root / "bundle"  # not the cached b["path"]: a run folder may have been copied or moved since
     # a reused bundle is checked before its digest is printed (and signed)
-    digest = (sign_bundle(folder, sign_key, r.root / f"{r.cfg.name}.tar.gz", r.cfg.name) if sign is not None
-              else manifest_digest(verify_bundle_dir(folder)))
+    if sign is not None:
+        from edgekd.pipeline import refresh_record
+
+        digest = sign_bundle(folder, sign_key, r.root / f"{r.cfg.name}.tar.gz", r.cfg.name)
+        refresh_record(r.root, "bundle")  # the signed tarball is edgekd's own output: a rerun may reuse it
+    else:
+        digest = manifest_digest(verify_bundle_dir(folder))
     typer.echo(f"manifest sha256 {digest}{' (signed: manifest.sig)' if sign else ''}; keep it apart from the bundle "
                f"and check on the device: python run.pyz BUNDLE ... --expect {digest}")
 

@@ -90,3 +90,86 @@ def alternating_medians(time_once: Callable[[str], list[float]], keys: list[str]
         for k in keys:
             calls[k].extend(time_once(k))
     return {k: float(np.median(v)) for k, v in calls.items()}
+
+
+def key_of(d: dict) -> str:
+    return f"{d['format']}-{d['precision']}"
+
+
+def for_bundle(r, exports: list[dict], passed: set[str], passes: int = 3) -> tuple[dict, list[str]]:
+    """The deploy choice of a pipeline run and the keys of the models its bundle carries.
+
+    Every passing model that has a runtime here is timed in ``passes`` alternating rounds (the target's threads
+    and OpenVINO precision, ``bench_iters / passes`` calls each per round). ``fastest``: the choice and the best
+    int8 model beside it. ``int8``: every passing int8 model (the device's own formats too, e.g. QONNX for an
+    FPGA), the one with the lowest device latency (its estimate where the device is not attached) recommended;
+    the host's timings only feed the statement."""
+    from contextlib import ExitStack
+
+    from edgekd.bench.latency import time_calls
+    from edgekd.bench.system import system_info
+    from edgekd.runtimes import runtime_for
+    from edgekd.verify import RUNTIME_OF_FORMAT
+
+    policy = r.target.deploy_policy
+    ok = [d for d in exports if key_of(d) in passed]
+    here = [d for d in ok if d["format"] in RUNTIME_OF_FORMAT]
+    isa = system_info()["isa"]
+    medians: dict[str, float] = {}
+    if here:
+        src = r.data.test.head(1)
+        x = r.data.preprocess.batch([src.image(0)])
+        iters = max(10, r.cfg.bench_iters // passes)
+        with ExitStack() as stack:
+            rts = {key_of(d): stack.enter_context(runtime_for(d["path"], RUNTIME_OF_FORMAT[d["format"]],
+                                                              r.target.threads, r.target.openvino_inference_precision))
+                   for d in here}
+            for k, rt in rts.items():  # warm each up once, before the alternating rounds
+                time_calls(rt, x, max(5, r.cfg.bench_warmup // 2), 1, f"deploy choice: warm up {k}")
+            medians = alternating_medians(lambda k: list(time_calls(rts[k], x, 2, iters, f"deploy choice: {k}")),
+                                          list(rts), passes)
+    cands = [Candidate(key_of(d), d["precision"]) for d in here]
+    if policy == "fastest":
+        if not cands:
+            raise ValueError("no model that passed verify runs on this machine, so none can be timed")
+        decision = choose(cands, medians, "fastest", isa)
+        keep = [decision["model"], *decision["also"]]
+    else:
+        decision = _int8_choice(r, ok, medians, isa)
+        keep = [key_of(d) for d in ok if d["precision"] == "int8"]
+    decision.update(method=f"{passes} alternating passes of {max(10, r.cfg.bench_iters // passes)} calls each "
+                           f"(median over all calls), batch 1, {r.target.threads} threads, on this machine",
+                    tie_margin=f"{round((TIE - 1) * 100)} %")
+    return decision, keep
+
+
+def _int8_choice(r, ok: list[dict], medians: dict[str, float], isa: list[str]) -> dict:
+    """``int8`` policy: the passing int8 model with the lowest latency on the device (its estimate when the
+    device is not attached, else the measurement); host timings only say whether int8 pays off here."""
+    lat = {b["model"]: b for b in r.results.get("bench", [])}
+    int8 = [key_of(d) for d in ok if d["precision"] == "int8"]
+    if not int8:
+        raise ValueError("the target deploys int8, but no int8 model passed verify")
+
+    def device_ms(k: str) -> float:
+        row = lat.get(f"{k}@{r.target.name}") or lat.get(k)
+        return row["p50_ms"] if row else float("inf")
+
+    best = min(int8, key=device_ms)
+    row = lat.get(f"{best}@{r.target.name}")
+    basis = f"estimated on {r.target.name}" if row else "measured here"
+    statement = f"deploy {best} (int8 policy: {r.target.name} runs int8; lowest latency of the int8 models, {basis})"
+    ratio = None
+    if medians:
+        fastest = min(medians, key=medians.get)
+        host_int8 = [k for k in medians if k.endswith("-int8")]
+        if host_int8:
+            ratio = medians[fastest] / min(medians[k] for k in host_int8)
+            if not fastest.endswith("-int8") and ratio < 1 / TIE:
+                statement += (f"; here on {isa_phrase(isa)} int8 runs at {ratio:.2f}x {fastest} (a host timing, "
+                              f"no evidence for the device)")
+    else:
+        fastest = None
+    return {"model": best, "policy": "int8", "also": [], "fastest": fastest,
+            "int8_speed_vs_fastest": None if ratio is None else round(ratio, 3), "isa": isa_phrase(isa),
+            "p50_ms": {k: round(v, 4) for k, v in medians.items()}, "statement": statement}

@@ -98,6 +98,9 @@ class Target(_Strict):
     formats: list[Format] = Field(min_length=1)
     precisions: list[Precision] = Field(min_length=1)
     bundle_precision: Precision = "int8"
+    deploy: Literal["fastest", "int8"] | None = Field(
+        default=None, description="which passing model the bundle recommends: the fastest on this machine (CPU "
+                                  "targets' default) or int8 (Jetson and FPGA default: what the device runs)")
     threads: PositiveInt
     latency_budget_ms: float | None = Field(default=None, gt=0)
     openvino_inference_precision: Literal["f32", "bf16", "f16"] | None = Field(
@@ -110,6 +113,10 @@ class Target(_Strict):
     estimate: DeviceModel | None = None
     tensorrt: TensorRTSettings | None = None
     fpga: FpgaModel | None = None
+
+    @property
+    def deploy_policy(self) -> str:
+        return self.deploy or ("int8" if self.device in ("jetson", "fpga") else "fastest")
 
     @model_validator(mode="after")
     def _fpga_needs_its_model(self) -> Target:
@@ -161,6 +168,9 @@ def load_target(name_or_path: str) -> Target:
         target = Target.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"{path}: {_first_error(exc)}") from exc
+    if target.deploy_policy == "int8" and "int8" not in target.precisions:
+        why = "" if target.deploy else f" (the default for {target.device} targets)"
+        raise ConfigError(f"{path}: deploy: int8{why} needs int8 in precisions; add it, or set deploy: fastest")
     missing = [p for p in target.precisions if p not in target.parity]
     if missing:
         raise ConfigError(f"{path}: parity thresholds missing for precision(s) {missing}")

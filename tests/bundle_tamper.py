@@ -28,7 +28,8 @@ def signed_bundle(tiny_run, tmp: Path) -> SimpleNamespace:
     bundle = run / "bundle"
     digest = manifest_digest(read(bundle))
     return SimpleNamespace(bundle=bundle, tarball=run / "tiny.tar.gz", priv=priv, pub=pub, other=other,
-                           digest=digest, stdout=res.stdout, foreign=foreign_models(tmp / "foreign", bundle))
+                           digest=digest, stdout=res.stdout, foreign=foreign_models(tmp / "foreign", bundle),
+                           cmd=cmd[:-2])
 
 
 def foreign_models(out: Path, bundle: Path) -> dict[str, Path]:

@@ -19,7 +19,8 @@ from .bundle_tamper import copy, pickled_samples, read, signed_bundle, snapshot,
 pytestmark = pytest.mark.slow  # the module needs the tiny run (a real compress) and re-signs its bundle
 
 FIELDS = ("schema_version", "created", "task", "target", "input", "output", "preprocess", "labels", "models",
-          "recommended", "metrics", "student", "teacher", "versions", "quantization", "samples", "runner", "files")
+          "recommended", "deploy", "metrics", "student", "teacher", "versions", "quantization", "samples", "runner",
+          "files")
 FILES = ("report.md", "run.pyz", "samples.npz", "student-int8.bin", "student-int8.onnx", "student-int8.xml")
 MODELS = ("student-int8.onnx", "student-int8.xml")
 
@@ -88,6 +89,15 @@ def edit(m, field, how):
         del m[field]
     else:
         m[field] = changed(m[field])
+
+
+def test_a_rerun_after_signing_reuses_the_signed_bundle(built):
+    """Signing changes the tarball after the bundle stage ran; edgekd re-hashes its record, so the next rerun
+    reuses the bundle (verified) instead of rebuilding it unsigned."""
+    res = subprocess.run(built.cmd, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "bundle: reused (options unchanged, outputs verified)" in res.stderr
+    assert (built.bundle / SIGNATURE).is_file() and f"manifest sha256 {built.digest}" in res.stdout
 
 
 def test_untouched_signed_bundle_passes_both_with_expect_and_key(built, monkeypatch, capsys):

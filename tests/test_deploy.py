@@ -54,3 +54,53 @@ def test_alternating_passes_interleave_and_take_the_median_of_all_calls():
 
     med = alternating_medians(once, ["a", "b"], 3)
     assert order == ["a", "b"] * 3 and med == {"a": 5.0, "b": 2.0}
+
+
+def _records(run):
+    """The finished stages of a run folder, as pipeline.run hands them to the bundle stage."""
+    from edgekd import pipeline
+
+    return {name: pipeline._load_record(run / "stages" / f"{name}.json", run)["result"]
+            for name, _ in pipeline.STAGE_DEPS if name != "bundle"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fast", ["onnx-fp32", "openvino-int8"])
+def test_the_bundle_carries_the_timed_choice_and_the_int8_model(tiny_run, tmp_path, monkeypatch, fast):
+    """The tiny run's bundle stage again under a `fastest` CPU target, with timings set: a faster FP32 model is
+    deployed and the best int8 model rides along (manifest, report and roles say which); a faster int8 is
+    deployed alone."""
+    import json
+    import shutil
+
+    import yaml
+
+    from edgekd import deploy
+    from edgekd.bundle import write_bundle
+    from edgekd.config import make_config
+    from edgekd.integrity import verify_bundle_dir
+    from edgekd.pipeline import Run
+    from edgekd.targets import load_target
+
+    run = tmp_path / "tiny"
+    shutil.copytree(tiny_run["out"], run)
+    raw = yaml.safe_load((tiny_run["out"].parent.parent / "t.yaml").read_text())
+    raw["deploy"] = "fastest"
+    (tmp_path / "fast.yaml").write_text(yaml.safe_dump(raw))
+    target = load_target(str(tmp_path / "fast.yaml"))
+    cfg = make_config(None, **json.loads((run / "run.json").read_text())["config"])
+    times = {"onnx-fp32": 3.0, "openvino-fp32": 4.0, "onnx-int8": 5.0, "openvino-int8": 4.5, fast: 1.0}
+    monkeypatch.setattr(deploy, "alternating_medians", lambda once, keys, passes: {k: times[k] for k in keys})
+    out = write_bundle(Run(cfg, target, run, results=_records(run)))
+    m = verify_bundle_dir(run / "bundle")
+    roles = {x["file"]: x["role"] for x in m["models"]}
+    assert m["deploy"]["policy"] == "fastest" and m["deploy"]["p50_ms"][fast] == 1.0
+    if fast == "onnx-fp32":
+        assert m["recommended"] == "student-fp32.onnx" and roles["student-fp32.onnx"] == "deploy"
+        assert roles["student-int8.xml"].startswith("int8, for devices where int8 pays off") and len(roles) == 2
+        assert "int8 runs at 0.22x FP32" in m["deploy"]["statement"]
+    else:
+        assert m["recommended"] == "student-int8.xml" and roles == {"student-int8.xml": "deploy"}
+    report = (run / "bundle" / "report.md").read_text()
+    assert m["deploy"]["statement"] in report and "alternating passes" in report
+    assert out["manifest"]["deploy"]["model"] == fast

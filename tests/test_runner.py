@@ -31,7 +31,7 @@ def fp32_bundle(tiny_run, tmp_path_factory):
     run = tmp / "runs" / "tiny"
     shutil.copytree(tiny_run["out"], run)
     raw = yaml.safe_load((tiny_run["out"].parent.parent / "t.yaml").read_text())
-    raw.update(name="cpu-x86-fp32", precisions=["fp32"], bundle_precision="fp32")
+    raw.update(name="cpu-x86-fp32", precisions=["fp32"], bundle_precision="fp32", deploy="fastest")
     (tmp / "t.yaml").write_text(yaml.safe_dump(raw))
     cmd = [*tiny_run["cmd"][:4], "--target", str(tmp / "t.yaml"), *tiny_run["cmd"][6:9], str(run)]
     res = subprocess.run(cmd, capture_output=True, text=True)
