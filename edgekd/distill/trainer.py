@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from edgekd.distill.metrics import macro_f1, top1
-from edgekd.errors import ConfigError, TrainingError
+from edgekd.errors import ConfigError, TrainingError, writing
 from edgekd.progress import console, track
 
 
@@ -356,5 +356,6 @@ def fit(model: nn.Module, train_dl: DataLoader, val_dl: DataLoader, loss_fn: nn.
 
 def _atomic_save(obj: object, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with writing(path, tmp):  # torch reports a full disk as "[enforce fail at inline_container.cc]"
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
