@@ -58,7 +58,8 @@ def test_train_test_layout(tmp_path: Path):
     (lambda p: None, "does not exist"),
     (lambda p: p.mkdir(), "is empty"),
     (lambda p: (p / "cls").mkdir(parents=True) or (p / "cls" / "x.txt").write_text("x"), "has no images"),
-    (lambda p: _tree(p / "train", {"a": 3}) or _tree(p / "test", {"b": 2}), "differ from the training classes"),
+    (lambda p: _tree(p / "train", {"a": 3, "c": 3}) or _tree(p / "test", {"b": 2, "c": 2}),
+     "differ from the training classes"),
 ])
 def test_bad_data_folders(tmp_path: Path, setup, match):
     p = tmp_path / "data"
