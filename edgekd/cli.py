@@ -545,4 +545,6 @@ def main() -> None:
         typer.echo(f"edgekd: internal error: {type(exc).__name__}: {reason(exc)} "
                    f"(rerun with --debug for the traceback)", err=True)
         sys.exit(1)
+    if rc == 130:  # typer 0.29 turns Ctrl-C into a silent exit code 130 (no edgekd command returns it)
+        typer.echo("edgekd: interrupted; rerun the same command to resume", err=True)
     sys.exit(rc if isinstance(rc, int) else 0)
