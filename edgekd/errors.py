@@ -65,6 +65,8 @@ class WriteError(EdgeKDError):
 # lines of a backend's message that say where in its own sources it failed, not why
 _NOISE = re.compile(r"^(Exception from \S+:\d+:?|Check '.*' failed at \S+:\d+:?|Traceback \(most recent call last\):"
                     r"|File \".*|\^+|~+|-+)$")
+# torch's C++ checks prefix their reason with where they failed
+_TORCH_ENFORCE = re.compile(r"\[enforce fail at [^\]]*\]\s*\.?\s*")
 
 
 def reason(exc: BaseException | str, limit: int = 400) -> str:
@@ -74,7 +76,7 @@ def reason(exc: BaseException | str, limit: int = 400) -> str:
     src/inference/src/cpp/core.cpp:132:") and says why on a later line; ONNX Runtime continues a sentence
     ("... for the following indices") on the next ones. Location lines are dropped, the rest joined.
     """
-    text = str(exc)
+    text = _TORCH_ENFORCE.sub("", str(exc))
     lines = [ln.strip() for ln in text.splitlines()]
     kept = [ln for ln in lines if ln and not _NOISE.match(ln)]
     out = " ".join(kept) or (type(exc).__name__ if isinstance(exc, BaseException) else "")

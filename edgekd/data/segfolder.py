@@ -4,6 +4,8 @@
 Masks are single-channel PNGs of class indices (0..K-1, 255 = ignore), or 0/255 for binary data (255 becomes
 class 1). ``DIR/classes.txt`` (one name per line) names the classes; without it binary data is
 ``background, foreground`` and index masks are ``class0..``. Every image must have a mask of the same size.
+A set of mostly 0/255 masks without ``classes.txt`` is binary: any other value in it is refused (file and value
+named) rather than read as class indices. ``DIR/train`` alone is split into train, val and test like ``DIR``.
 """
 
 from __future__ import annotations

@@ -123,7 +123,7 @@ class OnnxTeacher(Teacher):
             hint = (f"; its batch axis is fixed at {batch}: export it with a dynamic batch axis"
                     if isinstance(batch, int) and batch != xin.shape[0] else "")
             raise ModelError(f"ONNX teacher {self.path} failed on a batch of shape {list(xin.shape)}: "
-                             f"{reason(exc)}{hint}") from exc
+                             f"{reason(exc).rstrip('.')}{hint}") from exc
         return torch.from_numpy(out).to(x.device)
 
 
