@@ -4,6 +4,7 @@ metrics, versions) and report.md; plus a .tar.gz of the folder."""
 from __future__ import annotations
 
 import json
+import lzma
 import os
 import shutil
 import tarfile
@@ -12,7 +13,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from edgekd.errors import ConfigError, IntegrityError, ParityError
+from edgekd.errors import ConfigError, IntegrityError, ParityError, WriteError, reason
 from edgekd.integrity import (  # also imported from here by teacher, bench and tests
     DIGEST,
     MANIFEST,
@@ -273,25 +274,27 @@ def safe_extract(tarball: Path, dest: Path) -> Path:
     Refuses (before writing anything) members with absolute paths or ``..``, links, devices and FIFOs: a
     tarball from elsewhere must not write outside ``dest`` (tar-slip).
     """
+    if tarball.stat().st_size == 0:
+        raise ConfigError(f"{tarball}: empty file, not a bundle tarball")
     try:
         tf = tarfile.open(tarball, "r:*")
-    except (tarfile.TarError, OSError) as exc:
-        raise ConfigError(f"{tarball}: not a readable tar archive ({exc})") from exc
-    with tf:
-        try:
+    except (tarfile.TarError, OSError) as exc:  # ReadError lists every method it tried, one per line: say it once
+        why = "not gzip, bzip2, xz or plain tar" if "could not be opened successfully" in str(exc) else reason(exc)
+        raise ConfigError(f"{tarball}: not a readable tar archive ({why})") from exc
+    try:
+        with tf:
             members = tf.getmembers()
-        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
-            raise IntegrityError(f"{tarball}: damaged tar archive ({exc})") from exc
-        for m in members:
-            p = Path(m.name)
-            if p.is_absolute() or ".." in p.parts:
-                raise IntegrityError(f"{tarball}: refused: member {m.name!r} would be written outside the bundle")
-            if not (m.isfile() or m.isdir()):
-                raise IntegrityError(f"{tarball}: refused: member {m.name!r} is a link or special file")
-        try:
+            for m in members:
+                p = Path(m.name)
+                if p.is_absolute() or ".." in p.parts:
+                    raise IntegrityError(f"{tarball}: refused: member {m.name!r} would be written outside the bundle")
+                if not (m.isfile() or m.isdir()):
+                    raise IntegrityError(f"{tarball}: refused: member {m.name!r} is a link or special file")
             tf.extractall(dest, members=members, filter="data")
-        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
-            raise IntegrityError(f"{tarball}: damaged tar archive ({exc})") from exc
+    except (EOFError, tarfile.TarError, zlib.error, lzma.LZMAError, OSError) as exc:
+        if isinstance(exc, OSError) and exc.filename:  # writing the extracted files failed (disk full...)
+            raise WriteError(f"cannot write {exc.filename}: {exc.strerror or reason(exc)}") from exc
+        raise IntegrityError(f"{tarball}: truncated or corrupt archive ({reason(exc)})") from exc
     tops = {Path(m.name).parts[0] for m in members if Path(m.name).parts}
     if len(tops) == 1 and (dest / next(iter(tops))).is_dir():
         return dest / next(iter(tops))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 from pathlib import Path
 
@@ -15,10 +16,21 @@ targets_app = typer.Typer(no_args_is_help=True, help="Hardware targets (targets/
 app.add_typer(targets_app, name="targets")
 
 DEBUG = {"on": False}
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
+
+
+def _version(value: bool) -> None:
+    if value:
+        from edgekd import __version__
+
+        typer.echo(f"edgekd {__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
-def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors.")) -> None:
+def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors."),
+          version: bool = typer.Option(False, "--version", is_eager=True, callback=_version,
+                                       help="Print the version and exit.")) -> None:
     DEBUG["on"] = DEBUG["on"] or debug
 
 
@@ -39,6 +51,8 @@ TEACHER_HELP = ("Teacher, repeatable: timm:NAME, edgekd:cifar_resnet56 (with --t
                 "(black box, logits only).")
 TEACHER_WEIGHTS_HELP = ("Weights for each --teacher: a safetensors/state_dict file, imagenet, none or hf-hub:ORG/NAME "
                         "(default: timm's pretrained weights, fine-tuned on the data; unreachable is an error).")
+VAL_FRACTION_HELP = ("Share of a folder's images held out for validation, and again for test when the folder has no "
+                     "test split (default 0.1; 0 < F < 0.5).")
 STUDENT_WEIGHTS_HELP = ("The student's start: auto (timm's ImageNet weights when cached or reachable, else random "
                         "with a warning) | imagenet | none | hf-hub:ORG/NAME | a weights file (safetensors, .pth/.bin "
                         "state_dict, timm .npz); unet_<encoder>: the encoder's.")
@@ -51,10 +65,18 @@ def _check_resume(resume: bool, overwrite: bool, out: Path) -> None:
         raise ConfigError(f"--resume: {out} holds no edgekd run to continue")
 
 
-def _config(recipe, **kw):
+# RunConfig fields whose flag is not --<field-name>
+FLAG_OF = {"quantize_method": "--quantize", "teachers": "--teacher"}
+
+
+def _config(recipe, out: Path, name: str | None = None, **kw):
+    """The run's config from the recipe and the flags given; an invalid value is blamed on its flag (or on the
+    --out folder whose name became the run name)."""
     from edgekd.config import make_config
 
-    return make_config(recipe, **kw)
+    sources = {k: FLAG_OF.get(k, "--" + k.replace("_", "-")) for k in kw}
+    sources["name"] = "--name" if name else f"--out {out} (its folder name is the run name; pass --name NAME)"
+    return make_config(recipe, sources, name=name or out.name, **kw)
 
 
 @app.command()
@@ -83,6 +105,7 @@ def compress(
     image_size: int | None = typer.Option(None, help="Model input side in pixels (segment: the long side)."),
     max_train_samples: int | None = typer.Option(None, help="Use at most N training images (quick runs)."),
     max_eval_samples: int | None = typer.Option(None, help="Use at most N val/test images (quick runs)."),
+    val_fraction: float | None = typer.Option(None, help=VAL_FRACTION_HELP),
     bench_iters: int | None = typer.Option(None),
     quantize: str | None = typer.Option(None, "--quantize", help="ptq | qad (quantization-aware distillation)."),
     qad_epochs: int | None = typer.Option(None, help="QAD epochs (default 3)."),
@@ -109,9 +132,9 @@ def compress(
     cfg = _config(recipe, data=data, task=task, student=student, student_weights=student_weights, loss=loss,
                   epochs=epochs, batch_size=batch_size, lr=lr,
                   image_size=image_size, max_train_samples=max_train_samples, max_eval_samples=max_eval_samples,
-                  bench_iters=bench_iters, name=name or out.name, quantize_method=quantize, qad_epochs=qad_epochs,
+                  bench_iters=bench_iters, name=name, out=out, quantize_method=quantize, qad_epochs=qad_epochs,
                   max_accuracy_drop=max_accuracy_drop, teacher_epochs=teacher_epochs, patience=patience,
-                  class_weights=class_weights, augment=augment, num_workers=num_workers,
+                  class_weights=class_weights, augment=augment, num_workers=num_workers, val_fraction=val_fraction,
                   teachers=_teachers(teacher, teacher_weights) if teacher or teacher_weights else None)
     r = run(cfg, tgt, out, overwrite)
     if "bundle" not in r.results:  # a non-zero rank of a distributed run: rank 0 reports
@@ -157,6 +180,7 @@ def distill(
     image_size: int | None = typer.Option(None),
     max_train_samples: int | None = typer.Option(None),
     max_eval_samples: int | None = typer.Option(None),
+    val_fraction: float | None = typer.Option(None, help=VAL_FRACTION_HELP),
     out: Path = typer.Option(Path("runs/distill")),
     resume: bool = typer.Option(False, help="Continue a killed run in --out (an error if there is none)."),
 ) -> None:
@@ -169,10 +193,10 @@ def distill(
 
     _check_resume(resume, False, out)
     cfg = _config(recipe, data=data, task=task, student=student, student_weights=student_weights, loss=loss,
-                  epochs=epochs, image_size=image_size, name=out.name, teacher_epochs=teacher_epochs,
+                  epochs=epochs, image_size=image_size, out=out, teacher_epochs=teacher_epochs,
                   patience=patience, class_weights=class_weights, augment=augment, num_workers=num_workers,
-                  max_train_samples=max_train_samples, max_eval_samples=max_eval_samples,
-                  teachers=_teachers(teacher, teacher_weights) if teacher else None)
+                  max_train_samples=max_train_samples, max_eval_samples=max_eval_samples, val_fraction=val_fraction,
+                  teachers=_teachers(teacher, teacher_weights) if teacher or teacher_weights else None)
     r = run(cfg, load_target("cpu-x86"), out, until="distill")
     from edgekd.pipeline import rank
 
@@ -198,6 +222,7 @@ def train_teacher(
     seed: int = typer.Option(0),
     image_size: int | None = typer.Option(None),
     patience: int | None = typer.Option(None, help=PATIENCE_HELP),
+    val_fraction: float = typer.Option(0.1, help=VAL_FRACTION_HELP),
     out: Path = typer.Option(Path("runs/teacher/teacher.safetensors"), help="Output safetensors (+ .json card)."),
 ) -> None:
     """Train (or fine-tune) a teacher with cross-entropy and augmentation; the teacher stage on its own."""
@@ -209,12 +234,14 @@ def train_teacher(
         raise ConfigError("--epochs and --batch-size must be positive and --lr > 0")
     if patience is not None and patience < 0:
         raise ConfigError("--patience must be 0 (off) or positive")
+    if not 0 < val_fraction < 0.5:
+        raise ConfigError(f"--val-fraction {val_fraction}: must be above 0 and below 0.5")
     from edgekd.models.segmentation import is_seg_model
 
     task = "segment" if is_seg_model(arch) else "classify"  # a U-Net trains on images/ + masks/
     recipe = TeacherRecipe(arch=arch, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
                            patience=default_patience(data, task) if patience is None else patience)
-    _, card = build_teacher(load_data(data, image_size, seed=seed, task=task), recipe, weights,
+    _, card = build_teacher(load_data(data, image_size, val_fraction, seed=seed, task=task), recipe, weights,
                             out.with_name(out.stem + "-train"), out, retrain=True, option="--weights")
     from edgekd.distill.metrics import METRIC_LABEL
 
@@ -313,7 +340,10 @@ def _quantize_run(run_dir: Path, target: str | None, **opts) -> None:
     # options given now override the run's saved ones; the rest stay as they were
     given = {"quantize_method": opts.pop("method"), "quant_ignored_scope": opts.pop("ignore") or None,
              "calib_samples": opts.pop("calib"), "quant_preset": opts.pop("preset"), **opts}
-    cfg = make_config(None, **{**info["config"], **{k: v for k, v in given.items() if v is not None}})
+    flags = {"quantize_method": "--method", "quant_ignored_scope": "--ignore", "calib_samples": "--calib",
+             "quant_preset": "--preset"}
+    sources = {k: flags.get(k, "--" + k.replace("_", "-")) for k in given}
+    cfg = make_config(None, sources, **{**info["config"], **{k: v for k, v in given.items() if v is not None}})
     r = run(cfg, load_target(target or info["target"]), run_dir, until="verify")
     for m in r.results["verify"]["models"]:
         if m["precision"] == "int8":
@@ -486,32 +516,82 @@ def targets_show(name: str) -> None:
     typer.echo(yaml.safe_dump(load_target(name).model_dump(mode="json"), sort_keys=False))
 
 
+def _usage_error(exc: BaseException) -> tuple[str, int] | None:
+    """(message, exit code) of a command-line usage error (unknown option, bad value, missing argument), or None.
+
+    typer >= 0.29 raises its vendored click's exceptions (subclasses of ``typer.TyperException``), older typer
+    click's own; both carry ``format_message()`` (which names the option) and ``exit_code`` (2 for usage)."""
+    classes: tuple[type, ...] = tuple(c for c in (getattr(typer, "TyperException", None),) if c is not None)
+    try:
+        import click
+
+        classes += (click.exceptions.ClickException,)
+    except ImportError:
+        pass
+    if not classes or not isinstance(exc, classes) or not hasattr(exc, "format_message"):
+        return None
+    msg = " ".join(str(exc.format_message()).split())
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None and getattr(exc, "exit_code", 1) == 2:
+        msg += f" (see: {ctx.command_path} --help)"
+    return msg, int(getattr(exc, "exit_code", 2))
+
+
+def _error(msg: str, code: int) -> None:
+    typer.echo(f"edgekd: error: {msg}", err=True)
+    sys.exit(code)
+
+
+def _one_line(exc: BaseException) -> str:
+    """An EdgeKDError's message on one line; one raised in a loader worker arrives wrapped by torch in a
+    multi-line "Caught DataError in DataLoader worker process 0. Original Traceback ..." whose last line is it."""
+    text = str(exc)
+    if "Original Traceback" in text:
+        last = text.rstrip().splitlines()[-1]
+        text = last.split(": ", 1)[1] if ": " in last else last
+    return " ".join(text.split())
+
+
 def main() -> None:
     """Entry point: EdgeKDErrors become one line on stderr and their exit code (tracebacks with --debug)."""
+    from edgekd.errors import WriteError, reason
+
     DEBUG["on"] = "--debug" in sys.argv[1:]
     try:
-        rc = app(standalone_mode=False)
+        rc = app(prog_name="edgekd", standalone_mode=False)
     except EdgeKDError as exc:
         if DEBUG["on"]:
             raise
-        typer.echo(f"edgekd: error: {exc}", err=True)
-        sys.exit(exc.exit_code)
+        _error(_one_line(exc), exc.exit_code)
     except KeyboardInterrupt:
         typer.echo("edgekd: interrupted; rerun the same command to resume", err=True)
         sys.exit(130)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except Exception as exc:  # noqa: BLE001 - click usage errors and anything unexpected
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(1)
+    except Exception as exc:  # noqa: BLE001 - usage errors and anything unexpected
+        usage = _usage_error(exc)
+        if usage is not None and type(exc).__name__ == "NoArgsIsHelpError":
+            exc.show()  # a group without its command: its help, as click prints it
+            sys.exit(usage[1])
+        if usage is not None:
+            _error(*usage)
+        if type(exc).__name__ == "Abort":  # typer/click turn Ctrl-C and end of input into Abort
+            if isinstance(exc.__context__, KeyboardInterrupt):
+                typer.echo("edgekd: interrupted; rerun the same command to resume", err=True)
+                sys.exit(130)
+            if DEBUG["on"]:
+                raise
+            _error(f"aborted: {reason(exc.__context__) if exc.__context__ else 'no reason given'}", 1)
         if DEBUG["on"]:
             raise
-        typer.echo(f"edgekd: internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+        if isinstance(exc, OSError) and exc.errno in _WRITE_ERRNOS:  # a write no wrapper named (disk full...)
+            where = exc.filename or "a file"
+            _error(f"cannot write {where}: {exc.strerror}", WriteError.exit_code)
+        if isinstance(exc, OSError) and exc.filename:
+            _error(f"{exc.filename}: {exc.strerror or reason(exc)}", 1)
+        typer.echo(f"edgekd: internal error: {type(exc).__name__}: {reason(exc)} "
                    f"(rerun with --debug for the traceback)", err=True)
         sys.exit(1)
+    if rc == 130:  # typer 0.29 turns Ctrl-C into a silent exit code 130 (no edgekd command returns it)
+        typer.echo("edgekd: interrupted; rerun the same command to resume", err=True)
     sys.exit(rc if isinstance(rc, int) else 0)

@@ -34,7 +34,7 @@ def calibration(data: str, pre: Preprocess, n: int) -> np.ndarray:
 
     seg = (Path(data) / "images").is_dir() and (Path(data) / "masks").is_dir()  # calibrate on images, not masks
     d = load_data(data, max(pre.size) if seg else pre.size[0], max_train=n, max_eval=1,
-                  task="segment" if seg else "classify")
+                  task="segment" if seg else "classify", min_classes=1)
     src = d.train.head(n)
     return pre.batch([src.image(i) for i in range(len(src))])
 

@@ -8,7 +8,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, ValidationError
 
-from edgekd.errors import ConfigError
+from edgekd.errors import ConfigError, reason
 
 CLASSIFY_PATIENCE = 10  # default early-stopping patience on a classification folder (see RunConfig.patience)
 IMBALANCE_RATIO = 2.0  # the largest training class has >= this many times the images of the smallest: imbalanced
@@ -244,27 +244,76 @@ def schedule(cfg: RunConfig) -> list[StageSpec]:
     return [StageSpec(name="distill", epochs=cfg.epochs, losses=terms)]
 
 
+class _DuplicateKey(yaml.YAMLError):
+    pass
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load that refuses a key given twice in one mapping (plain YAML keeps the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    if key in seen:
+                        raise _DuplicateKey(f"key {key!r} is given twice (lines {seen[key] + 1} and "
+                                            f"{key_node.start_mark.line + 1}); give it once")
+                    seen[key] = key_node.start_mark.line
+                except TypeError:  # an unhashable key: the base constructor reports it
+                    pass
+        return super().construct_mapping(node, deep)
+
+
+def load_yaml(path: Path):
+    """Parse a YAML file (recipe or target) safely: never runs code, refuses duplicate keys."""
+    try:
+        return yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except _DuplicateKey as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: malformed YAML ({reason(exc)})") from exc
+
+
 def load_recipe(path: Path) -> dict:
-    """Read a recipe YAML (safe_load: never runs code) as a dict of RunConfig fields."""
+    """Read a recipe YAML (safe: never runs code; duplicate keys refused) as a dict of RunConfig fields."""
     if not path.is_file():
         raise ConfigError(f"recipe {path} does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: malformed YAML ({str(exc).splitlines()[0]})") from exc
+    raw = load_yaml(path) or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a recipe must be a mapping of options")
     return raw
 
 
-def make_config(recipe: Path | None = None, **overrides) -> RunConfig:
-    """Recipe values, then explicit CLI values (those not None) on top; validated as one RunConfig."""
+def make_config(recipe: Path | None = None, sources: dict[str, str] | None = None, **overrides) -> RunConfig:
+    """Recipe values, then explicit CLI values (those not None) on top; validated as one RunConfig.
+
+    Args:
+        recipe: a recipe YAML, or None.
+        sources: how the user gave each override, for error messages (``{"epochs": "--epochs"}``); an error in
+            an override without one names its key.
+        overrides: RunConfig fields.
+    """
     values = load_recipe(recipe) if recipe else {}
-    values.update({k: v for k, v in overrides.items() if v is not None})
+    given = {k: v for k, v in overrides.items() if v is not None}
+    values.update(given)
     try:
         return RunConfig.model_validate(values)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(x) for x in err["loc"])
-        src = f"{recipe}: " if recipe else ""
-        raise ConfigError(f"{src}{loc}: {err['msg']}") from exc
+        raise ConfigError(_blame(exc.errors()[0], recipe, given, sources or {})) from exc
+
+
+def _blame(err: dict, recipe: Path | None, given: dict, sources: dict[str, str]) -> str:
+    """One line naming where a bad value came from: the flag that gave it, else the recipe file and key."""
+    loc = ".".join(str(x) for x in err["loc"])
+    value = err.get("input")
+    got = f" (got {value!r})" if isinstance(value, (int, float, str)) and len(repr(value)) <= 60 else ""
+    key = err["loc"][0] if err["loc"] else None
+    if key in given and key in sources:
+        where = sources[key] if len(err["loc"]) == 1 else f"{sources[key]} ({loc})"
+        return f"{where}: {err['msg']}{got}"
+    src = f"{recipe}: " if recipe and key not in given else ""
+    return f"{src}{loc}: {err['msg']}{got}"

@@ -67,6 +67,31 @@ class Preprocess:
 
 
 def load_image(path: str | Path) -> np.ndarray:
-    """Read an image file as uint8 HxWx3 RGB (Pillow raises on corrupt files)."""
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
+    """Read an image file as uint8 HxWx3 RGB.
+
+    16-bit and 32-bit grayscale (PNG, TIFF) are scaled by their bit depth: Pillow's ``convert("RGB")`` clips
+    them, which turns a 16-bit photo near-white. Raises OSError on corrupt files and ValueError on images too
+    large to decode (Pillow's decompression-bomb limit).
+    """
+    try:
+        with Image.open(path) as im:
+            return to_rgb(im)
+    except Image.DecompressionBombError as exc:  # not an OSError: callers that skip bad files would crash
+        raise ValueError(f"{str(exc).rstrip('.')}; downscale it") from exc
+
+
+def to_rgb(im: Image.Image) -> np.ndarray:
+    """A Pillow image as uint8 HxWx3 RGB, high-bit-depth grayscale scaled to 8 bits."""
+    if im.mode.startswith("I;16") or im.mode == "I":
+        a = np.asarray(im).astype(np.float64)
+        top = 65535
+        if im.mode == "I":  # 32-bit integers: what the decoder widened (8 or 16 bits), rarely full-range data
+            peak = a.max(initial=0)
+            top = 255 if peak <= 255 else 65535 if peak <= 65535 else 2**31 - 1
+        g = np.clip(np.round(a * (255 / top)), 0, 255).astype(np.uint8)
+        return np.repeat(g[..., None], 3, axis=2)
+    if im.mode == "F":  # float TIFF: [0, 1] or [0, 255]
+        a = np.asarray(im, np.float64)
+        g = np.clip(np.round(a * 255 if a.max(initial=0) <= 1.0 else a), 0, 255).astype(np.uint8)
+        return np.repeat(g[..., None], 3, axis=2)
+    return np.asarray(im.convert("RGB"))

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
 
+from edgekd.config import load_yaml
 from edgekd.errors import ConfigError
 
 Format = Literal["onnx", "openvino", "tensorrt", "qonnx"]
@@ -154,14 +154,18 @@ def list_targets() -> list[str]:
 def load_target(name_or_path: str) -> Target:
     """Load a target by name (``cpu-x86``) or by a YAML path; unknown names list the known ones."""
     path = Path(name_or_path)
-    if not (path.suffix in (".yaml", ".yml") and path.is_file()):
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise ConfigError(f"target file {path} does not exist")
+    elif "/" in name_or_path or "\\" in name_or_path or name_or_path.startswith("."):
+        # a name is looked up in targets/; one with separators would resolve outside it
+        raise ConfigError(f"unknown target {name_or_path!r}: a target name has no path separators (give a .yaml "
+                          f"file's path, or one of: {', '.join(list_targets())})")
+    else:
         path = targets_dir() / f"{name_or_path}.yaml"
         if not path.is_file():
             raise ConfigError(f"unknown target {name_or_path!r}; known targets: {', '.join(list_targets())}")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: malformed YAML ({str(exc).splitlines()[0]})") from exc
+    raw = load_yaml(path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a target file must be a mapping")
     try:

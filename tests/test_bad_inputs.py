@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -80,6 +81,41 @@ CASES = [
     ("quantize: nothing to quantize", ["quantize"], 2, "nothing to quantize"),
     ("quantize: QAD of a bare file", ["quantize", "{tmp}/precious.txt", "--method", "qad"], 2, "pass --run"),
     ("quantize: --run without a run", ["quantize", "--run", "{tmp}/empty"], 2, "holds no edgekd run"),
+    # usage errors: typer's own, one line naming the option, exit 2
+    ("unknown option", ["compress", "--frobnicate"], 2, "No such option: --frobnicate"),
+    ("option value not a number", ["compress", "--epochs", "abc"], 2, "Invalid value for '--epochs'"),
+    ("missing argument", ["export"], 2, "Missing argument 'checkpoint'"),
+    ("unknown command", ["frobnicate"], 2, "No such command 'frobnicate'"),
+    # a bad value is blamed on where it came from: the flag, not the recipe beside it
+    ("bad flag value beside a recipe", ["distill", "--recipe", "{tmp}/ok.yaml", "--epochs", "0", "--out",
+                                        "{tmp}/r"], 2, "--epochs: Input should be greater than 0"),
+    ("run name from --out", ["distill", "--out", "{tmp}/my run"], 2,
+     "--out {tmp}/my run (its folder name is the run name"),
+    ("val fraction out of range", ["distill", "--val-fraction", "0.7", "--out", "{tmp}/r"], 2,
+     "--val-fraction: Input should be less than 0.5"),
+    ("split too small for validation", ["distill", "--data", "{tmp}/twoeach", "--out", "{tmp}/r"], 3,
+     "raise --val-fraction"),
+    # backend errors keep the line that says why
+    ("ONNX teacher with a static batch", ["distill", "--teacher", "onnx:{tmp}/static.onnx", "--student", "resnet10t",
+                                          "--student-weights", "none", "--epochs", "1", "--max-train-samples", "16",
+                                          "--max-eval-samples", "8", "--out", "{tmp}/r"], 4,
+     "for the following indices index: 0 Got: 8 Expected: 1"),
+    ("OpenVINO .xml without its .bin", ["bench", "{tmp}/nobin.xml"], 4, "bin file cannot be found"),
+    ("bundle tarball truncated", ["verify-bundle", "{tmp}/trunc.tar.gz"], 9, "truncated or corrupt archive"),
+    ("bundle tarball empty", ["verify-bundle", "{tmp}/empty.tar.gz"], 2, "empty file, not a bundle tarball"),
+    # data that must not pass silently
+    ("one class", ["distill", "--data", "{tmp}/oneclass", "--out", "{tmp}/r"], 3, "only one class folder"),
+    ("__MACOSX and hidden folders are not classes", ["distill", "--data", "{tmp}/macosx", "--out", "{tmp}/r"], 3,
+     "only one class folder (a)"),
+    ("segment: stray value in 0/255 masks", ["compress", "--task", "segment", "--data", "{tmp}/seg_stray", "--out",
+                                             "{tmp}/r"], 3, "03.png: mask value 7 in a set of 0/255 binary masks"),
+    ("distill: weights without a teacher", ["distill", "--teacher-weights", "{tmp}/precious.txt", "--out",
+                                            "{tmp}/r"], 2, "without a matching --teacher"),
+    ("target name with a path separator", ["compress", "--target", "../targets/cpu-x86"], 2, "no path separators"),
+    ("recipe with a duplicate key", ["compress", "--recipe", "{tmp}/dup.yaml"], 2,
+     "key 'epochs' is given twice (lines 1 and 3)"),
+    ("target with a duplicate key", ["compress", "--target", "{tmp}/dup_target.yaml"], 2,
+     "key 'threads' is given twice"),
 ]
 
 
@@ -106,6 +142,17 @@ def work(tmp_path_factory):
     from edgekd.integrity import keygen
 
     keygen(tmp / "k")
+    (tmp / "ok.yaml").write_text("epochs: 2\n")
+    (tmp / "dup.yaml").write_text("epochs: 2\nlr: 0.01\nepochs: 3\n")
+    (tmp / "dup_target.yaml").write_text((Path(__file__).parent.parent / "targets" / "cpu-x86.yaml").read_text()
+                                         + "threads: 4\n")
+    for name, classes in (("oneclass", ("a",)), ("macosx", ("a", "__MACOSX", ".thumbs")), ("twoeach", ("a", "b"))):
+        for c in classes:
+            (tmp / name / c).mkdir(parents=True)
+            for i in range(2 if name == "twoeach" else 6):
+                Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(tmp / name / c / f"{i}.png")
+    _bad_models(tmp)
+    _bad_tarballs(tmp)
     _seg_folders(tmp)
 
     class Evil:
@@ -116,6 +163,34 @@ def work(tmp_path_factory):
     return tmp
 
 
+def _bad_models(tmp: Path) -> None:
+    """static.onnx: a 10-class ONNX classifier whose batch axis is fixed at 1; nobin.xml: an IR without its .bin."""
+    import openvino as ov
+    import torch
+
+    from edgekd.export.onnx import export_torch
+    from edgekd.models.factory import create_timm
+
+    export_torch(create_timm("cifar_resnet20", 10).eval(), torch.zeros(1, 3, 32, 32), tmp / "static.onnx", {},
+                 dynamic_batch=False)
+    ov.save_model(ov.convert_model(str(tmp / "static.onnx")), str(tmp / "nobin.xml"))
+    (tmp / "nobin.bin").unlink()
+
+
+def _bad_tarballs(tmp: Path) -> None:
+    import io
+    import os
+    import tarfile
+
+    with tarfile.open(tmp / "whole.tar.gz", "w:gz") as tf:
+        blob = os.urandom(200_000)  # incompressible: the cut lands inside the member's data
+        info = tarfile.TarInfo("bundle/model.onnx")
+        info.size = len(blob)
+        tf.addfile(info, io.BytesIO(blob))
+    (tmp / "trunc.tar.gz").write_bytes((tmp / "whole.tar.gz").read_bytes()[:50_000])
+    (tmp / "empty.tar.gz").write_bytes(b"")
+
+
 def _seg_folders(tmp: Path) -> None:
     """Segmentation folders, each with one thing wrong (seg_ok: nothing)."""
     def pair(root: Path, stem: str, img=(32, 32), mask=(32, 32), mode="L", ext=".png", value=255) -> None:
@@ -124,7 +199,8 @@ def _seg_folders(tmp: Path) -> None:
         Image.new("RGB", img, (90, 90, 90)).save(root / "images" / f"{stem}.jpg")
         Image.new(mode, mask, value if mode == "L" else (value, 0, 0)).save(root / "masks" / f"{stem}{ext}")
 
-    for name in ("seg_ok", "seg_nomasks", "seg_missing", "seg_size", "seg_rgb", "seg_jpeg", "seg_classes"):
+    for name in ("seg_ok", "seg_nomasks", "seg_missing", "seg_size", "seg_rgb", "seg_jpeg", "seg_classes",
+                 "seg_stray"):
         for i in range(6):
             pair(tmp / name, f"{i:02d}", mask=(16, 32) if name == "seg_size" and i == 3 else (32, 32),
                  mode="RGB" if name == "seg_rgb" else "L", ext=".jpg" if name == "seg_jpeg" else ".png",
@@ -134,6 +210,9 @@ def _seg_folders(tmp: Path) -> None:
     shutil.rmtree(tmp / "seg_nomasks" / "masks")
     (tmp / "seg_missing" / "masks" / "04.png").unlink()
     (tmp / "seg_classes" / "classes.txt").write_text("background\ncrack\n")
+    stray = np.zeros((32, 32), np.uint8)
+    stray[8:16, 8:16], stray[20, 20] = 255, 7  # one pixel of 7 in a 0/255 set
+    Image.fromarray(stray).save(tmp / "seg_stray" / "masks" / "03.png")
 
 
 @pytest.mark.parametrize("name,args,code,text", CASES, ids=[c[0] for c in CASES])
@@ -239,4 +318,100 @@ def test_bad_bundle(work, bad_bundles, name, variant, args, text):
         assert len(err) == 1 and err[0].startswith(prefix) and text in err[0], res.stderr[-2000:]
         assert "pwned" not in res.stdout + res.stderr
     assert snapshot(b.parent.parent) == before
+
+
+def _main(monkeypatch, capsys, *argv) -> tuple[int, list[str]]:
+    """Run the CLI's entry point in this process (so a writer can be made to fail): exit code, error lines."""
+    from edgekd import cli
+
+    monkeypatch.setattr(sys, "argv", ["edgekd", *map(str, argv)])
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return exc.value.code, [ln for ln in err.splitlines() if ln.startswith("edgekd: error:")]
+
+
+def _disk_full(*args, **kwargs):
+    import errno
+    import os
+
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_disk_full_during_export_names_the_file_and_keeps_the_earlier_one(tmp_path, monkeypatch, capsys):
+    """A full disk (ENOSPC from onnx.save) is 'cannot write FILE: ...', exit 10, not an export failure of the model;
+    the file it would have replaced is untouched and no temporary file is left behind."""
+    import onnx
+
+    from edgekd.models.factory import create_timm, save_checkpoint
+    from edgekd.preprocess import Preprocess
+
+    ckpt = tmp_path / "s.safetensors"
+    save_checkpoint(create_timm("cifar_resnet20", 2), ckpt, {"arch": "cifar_resnet20", "classes": ["a", "b"],
+                                                             "preprocess": Preprocess(size=(32, 32)).to_dict()})
+    out = tmp_path / "export"
+    out.mkdir()
+    (out / "s-fp32.onnx").write_text("an earlier export")
+    monkeypatch.setattr(onnx, "save", _disk_full)
+    code, err = _main(monkeypatch, capsys, "export", ckpt, "--out", out)
+    assert code == 10 and len(err) == 1, err
+    assert f"cannot write {out / 's-fp32.onnx'}: No space left on device" in err[0]
+    assert (out / "s-fp32.onnx").read_text() == "an earlier export" and sorted(out.iterdir()) == [out / "s-fp32.onnx"]
+
+
+def test_disk_full_in_preflight_is_not_blamed_on_the_student(tmp_path, monkeypatch):
+    """The pre-flight export used to turn a full disk into 'student X does not export to ONNX'."""
+    import onnx
+
+    from edgekd.errors import WriteError
+    from edgekd.export.preflight import preflight_student
+    from edgekd.targets import load_target
+
+    monkeypatch.setattr(onnx, "save", _disk_full)
+    with pytest.raises(WriteError, match=r"cannot write .*preflight\.onnx: No space left on device"):
+        preflight_student("cifar_resnet20", 2, 32, load_target("cpu-x86"), tmp_path)
+
+
+@pytest.mark.parametrize("writer", ["torch.save", "safetensors"])
+def test_checkpoint_write_failure_names_the_file_and_keeps_the_earlier_one(tmp_path, monkeypatch, writer):
+    """torch.save reports a full disk as '[enforce fail at inline_container.cc] ...': now 'cannot write FILE'."""
+    import safetensors.torch
+    import torch
+
+    from edgekd.distill.trainer import _atomic_save
+    from edgekd.errors import WriteError
+    from edgekd.models.factory import create_timm, save_checkpoint
+
+    def enforce(*args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing file "
+                           "data/0: file write failed")
+
+    model = create_timm("cifar_resnet20", 2)
+    target = tmp_path / ("last.pt" if writer == "torch.save" else "student.safetensors")
+    target.write_bytes(b"earlier")
+    if writer == "torch.save":
+        monkeypatch.setattr(torch, "save", enforce)
+        write, why = (lambda: _atomic_save({"epoch": 2}, target)), "PytorchStreamWriter failed writing file data/0"
+    else:
+        monkeypatch.setattr(safetensors.torch, "save_file", _disk_full)
+        write, why = (lambda: save_checkpoint(model, target, {"arch": "x"})), "No space left on device"
+    with pytest.raises(WriteError, match=f"cannot write {target}: {why}"):
+        write()
+    assert target.read_bytes() == b"earlier" and sorted(tmp_path.iterdir()) == [target]
+
+
+def test_runner_bad_inputs_give_one_line(work, tiny_run):
+    """The bundle runner: a truncated or empty tarball, and an image too large to decode (20000 x 20000)."""
+    huge = work / "huge.png"
+    if not huge.is_file():
+        Image.new("1", (20000, 20000)).save(huge)  # 50 MB in memory, ~50 kB on disk
+    bundle = tiny_run["out"] / "bundle"
+    for args, code, text in [([work / "trunc.tar.gz", huge], 9, "truncated or corrupt archive"),
+                             ([work / "empty.tar.gz", huge], 2, "empty file, not a bundle tarball"),
+                             ([bundle, huge], 3, "exceeds limit of")]:
+        res = subprocess.run([sys.executable, "-m", "edgekd.run", *map(str, args)], capture_output=True, text=True)
+        err = [ln for ln in res.stderr.splitlines() if ln.startswith("edgekd.run: error:")]
+        assert res.returncode == code and len(err) == 1 and text in err[0], res.stderr[-2000:]
+        assert "Traceback" not in res.stderr
     assert (work / "precious.txt").read_text() == "mine"

@@ -38,7 +38,7 @@ def _edgekd(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("args,code,match", [
     (["compress", "--target", "nope"], 2, "unknown target 'nope'; known targets: cpu-arm64, cpu-x86, fpga-zu, "
                                           "jetson-agx-orin"),
-    (["compress", "--epochs", "0"], 2, "epochs: Input should be greater than 0"),
+    (["compress", "--epochs", "0"], 2, "--epochs: Input should be greater than 0"),
     (["compress", "--student", "mobilevit_xxxs", "--out", "{tmp}/r"], 4, "unknown timm model"),
     (["compress", "--data", "{tmp}/missing", "--out", "{tmp}/r2"], 3, "does not exist"),
     (["compress", "--recipe", "{tmp}/none.yaml"], 2, "recipe"),
@@ -72,3 +72,36 @@ def test_out_folder_that_is_not_a_run_is_never_touched(tmp_path: Path):
     res = _edgekd("compress", "--out", str(tmp_path), "--overwrite")
     assert res.returncode == 2 and "not an edgekd run folder" in res.stderr
     assert keep.read_text() == "mine"
+
+
+def test_version_and_usage_errors():
+    from edgekd import __version__
+
+    res = _edgekd("--version")
+    assert res.returncode == 0 and res.stdout.strip() == f"edgekd {__version__}"
+    for args, option in ((["compress", "--frobnicate"], "--frobnicate"), (["compress", "--lr", "fast"], "'--lr'"),
+                         (["verify", "m.onnx"], "'--reference'")):
+        res = _edgekd(*args)
+        lines = [ln for ln in res.stderr.splitlines() if ln.startswith("edgekd: error:")]
+        assert res.returncode == 2 and len(lines) == 1 and option in lines[0], res.stderr
+        assert "internal error" not in res.stderr and "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize("raised,code,line", [
+    (KeyboardInterrupt(), 130, "edgekd: interrupted; rerun the same command to resume"),
+    (EOFError("Compressed file ended"), 1, "edgekd: error: aborted: Compressed file ended"),
+])
+def test_interrupt_and_end_of_input_are_one_line(monkeypatch, capsys, raised, code, line):
+    """click turns Ctrl-C and EOFError inside a command into Abort, which used to print 'internal error: Abort:'."""
+    import edgekd.cli_support
+    from edgekd import cli
+
+    def boom(*args, **kwargs):
+        raise raised
+
+    monkeypatch.setattr(edgekd.cli_support, "run_bench", boom)
+    monkeypatch.setattr(sys, "argv", ["edgekd", "bench", "m.onnx"])
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    err = capsys.readouterr().err
+    assert exc.value.code == code and line in err.splitlines() and "internal error" not in err, err

@@ -222,7 +222,7 @@ def test_hump_kd_recipe_names_real_layers_of_its_models():
         t = FeatureTap(model, [p.teacher for p in pairs], [p.teacher_layout for p in pairs], spec.spec)
         with torch.no_grad():
             model(torch.zeros(1, 3, 224, 224))
-        assert [tuple(m.shape[1:]) for m in t.maps()] == [(384, 14, 14)] if k == 0 else [(768, 14, 14)]
+        assert [tuple(m.shape[1:]) for m in t.maps()] == ([(384, 14, 14)] if k == 0 else [(768, 14, 14)])
 
 
 @pytest.mark.slow

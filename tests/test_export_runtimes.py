@@ -36,7 +36,7 @@ def test_fp32_exports_pass_the_cpu_x86_parity_gate(exported, fmt):
     res = verify_model(exported[fmt], exported["x"], labels, exported["ref"], load_target("cpu-x86"))
     assert res.passed, res.reason
     assert res.max_abs_diff < 1e-3 and res.top1_agreement == 1.0
-    assert res.executed_precision == "f32" if fmt == "openvino" else "fp32"
+    assert res.executed_precision == ("f32" if fmt == "openvino" else "fp32")
 
 
 def test_onnx_metadata_carries_labels(exported):

@@ -251,9 +251,9 @@ def edgekd(*args):
 
 
 @pytest.mark.parametrize("args,text", [
-    (["distill", "--patience", "-1"], "patience: Input should be greater than or equal to 0"),
-    (["compress", "--teacher-epochs", "0"], "teacher_epochs: Input should be greater than 0"),
-    (["distill", "--class-weights", "sometimes"], "class_weights: Input should be 'none' or 'balanced'"),
+    (["distill", "--patience", "-1"], "--patience: Input should be greater than or equal to 0"),
+    (["compress", "--teacher-epochs", "0"], "--teacher-epochs: Input should be greater than 0"),
+    (["distill", "--class-weights", "sometimes"], "--class-weights: Input should be 'none' or 'balanced'"),
     (["train-teacher", "--patience", "-2"], "--patience must be 0 (off) or positive"),
 ])
 def test_bad_values_exit_2_with_one_line(tmp_path, args, text):

@@ -122,6 +122,29 @@ def test_mask_size_mismatch_is_reported(tmp_path):
         load_data(str(root), None, 0.25, 0, task="segment")
 
 
+def test_stray_value_in_binary_masks_is_refused_unless_classes_txt_says_indices(tmp_path):
+    """One pixel of 7 in a 0/255 set used to make it index masks with 8 classes (and 0.00 mIoU)."""
+    from edgekd.data.segfolder import load_mask
+
+    root = make_seg_folder(tmp_path / "s", n=8)
+    m = np.asarray(Image.open(root / "masks" / "005.png")).copy()
+    m[0, 0] = 7
+    Image.fromarray(m).save(root / "masks" / "005.png")
+    with pytest.raises(DataError, match=r"005.png: mask value 7 in a set of 0/255 binary masks \(7 of 8 masks"):
+        load_data(str(root), None, 0.25, 0, task="segment")
+    with pytest.raises(DataError, match="005.png: mask value 7 in a set of 0/255"):  # past the scanned masks
+        load_mask(root / "masks" / "005.png", binary=True)
+    (root / "classes.txt").write_text("".join(f"c{i}\n" for i in range(8)))  # the user says: class indices
+    assert len(load_data(str(root), None, 0.25, 0, task="segment").classes) == 8
+
+
+def test_train_folder_alone_holds_out_its_own_test_split(tmp_path):
+    make_seg_folder(tmp_path / "d" / "train", n=20)
+    d = load_data(str(tmp_path / "d"), None, 0.1, 0, task="segment")
+    splits = [set(s.paths) for s in (d.train, d.val, d.test)]
+    assert [len(x) for x in splits] == [16, 2, 2] and len(set.union(*splits)) == 20
+
+
 def _compress(tmp, data, target, extra=()):
     out = tmp / "runs" / f"seg-{target}"
     recipe = tmp / "seg.yaml"

@@ -139,10 +139,11 @@ def _builtin_split(name: str, split: str, n: int) -> ImageSet:
 
 def load_data(spec: str, image_size: int | None = None, val_fraction: float = 0.1, seed: int = 0,
               max_train: int | None = None, max_eval: int | None = None, task: str = "classify",
-              loading: Loading | None = None) -> DataSplits:
+              loading: Loading | None = None, min_classes: int = 2) -> DataSplits:
     """Load a dataset by spec (see :func:`_load`); ``loading`` (workers, decoded-image cache) is attached to
-    every split for the loaders that read it."""
-    data = _load(spec, image_size, val_fraction, seed, max_train, max_eval, task)
+    every split for the loaders that read it. ``min_classes=1`` accepts a one-class folder (calibration images,
+    whose labels are not used); training refuses it."""
+    data = _load(spec, image_size, val_fraction, seed, max_train, max_eval, task, min_classes)
     loading = loading or Loading()
     for s in (data.train, data.val, data.test):
         s.loading = loading
@@ -150,7 +151,7 @@ def load_data(spec: str, image_size: int | None = None, val_fraction: float = 0.
 
 
 def _load(spec: str, image_size: int | None, val_fraction: float, seed: int, max_train: int | None,
-          max_eval: int | None, task: str) -> DataSplits:
+          max_eval: int | None, task: str, min_classes: int = 2) -> DataSplits:
     """Load a dataset by spec.
 
     Args:
@@ -182,12 +183,12 @@ def _load(spec: str, image_size: int | None, val_fraction: float, seed: int, max
 
     from edgekd.data.folder import scan_folder
 
-    found = scan_folder(Path(spec), val_fraction, seed)
+    found = scan_folder(Path(spec), val_fraction, seed, min_classes)
     sets = {k: ImageSet(labels=np.asarray(found[k][1], np.int64), paths=list(found[k][0]))
             for k in ("train", "val", "test")}
     for k, s in sets.items():
         if len(s) == 0:
-            raise DataError(f"{spec}: the {k} split is empty; add images or lower --val-fraction")
+            raise DataError(_empty_split(spec, k, val_fraction))
     sets["train"] = sets["train"].head(max_train)
     sets["val"], sets["test"] = sets["val"].head(max_eval), sets["test"].head(max_eval)
     if image_size is None:
@@ -195,6 +196,14 @@ def _load(spec: str, image_size: int | None, val_fraction: float, seed: int, max
         image_size = int(min(256, max(64, -(-max(h, w) // 32) * 32)))
     return DataSplits(name=str(spec), classes=found["classes"], preprocess=Preprocess(size=(image_size, image_size)),
                       skipped=found["skipped"], **sets)
+
+
+def _empty_split(spec: str, split: str, val_fraction: float) -> str:
+    """Why a split came out empty, with the option that fixes it (``--val-fraction``, recipe ``val_fraction``)."""
+    if split == "train":
+        return f"{spec}: the train split is empty; add images or lower --val-fraction (now {val_fraction})"
+    return (f"{spec}: the {split} split is empty: {val_fraction:g} of each class's images rounds to none; add "
+            f"images or raise --val-fraction (recipe key val_fraction; now {val_fraction:g}, at most 0.49)")
 
 
 def _load_seg(spec: str, image_size: int | None, val_fraction: float, seed: int, max_train: int | None,
@@ -208,7 +217,7 @@ def _load_seg(spec: str, image_size: int | None, val_fraction: float, seed: int,
     for k in ("train", "val", "test"):
         pairs = found[k][: (max_train if k == "train" else max_eval) or None]
         if not pairs:
-            raise DataError(f"{spec}: the {k} split is empty; add images or lower --val-fraction")
+            raise DataError(_empty_split(spec, k, val_fraction))
         sets[k] = ImageSet(labels=np.zeros(len(pairs), np.int64), paths=[p for p, _ in pairs],
                            masks=[m for _, m in pairs], binary_masks=found["binary"])
     size = seg_size(sets["train"].image(0), image_size)

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgekd.errors import ConfigError, ModelError
+from edgekd.errors import ConfigError, ModelError, reason
 from edgekd.preprocess import Preprocess
 
 
@@ -110,13 +110,20 @@ class OnnxTeacher(Teacher):
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
-            raise ModelError(f"{path}: onnxruntime cannot load it ({str(exc).splitlines()[0]})") from exc
+            raise ModelError(f"{path}: onnxruntime cannot load it ({reason(exc)})") from exc
         self.name, self.view, self.src, self.path = name, view, src, path
         self.input_name = self.session.get_inputs()[0].name
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         xin = review(x.detach().float().cpu(), self.src, self.view).numpy()
-        out = self.session.run(None, {self.input_name: np.ascontiguousarray(xin, dtype=np.float32)})[0]
+        try:
+            out = self.session.run(None, {self.input_name: np.ascontiguousarray(xin, dtype=np.float32)})[0]
+        except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
+            batch = self.session.get_inputs()[0].shape[0]
+            hint = (f"; its batch axis is fixed at {batch}: export it with a dynamic batch axis"
+                    if isinstance(batch, int) and batch != xin.shape[0] else "")
+            raise ModelError(f"ONNX teacher {self.path} failed on a batch of shape {list(xin.shape)}: "
+                             f"{reason(exc).rstrip('.')}{hint}") from exc
         return torch.from_numpy(out).to(x.device)
 
 

@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from edgekd.distill.metrics import macro_f1, top1
-from edgekd.errors import ConfigError, TrainingError
+from edgekd.errors import ConfigError, TrainingError, writing
 from edgekd.progress import console, track
 
 
@@ -363,7 +363,8 @@ def _atomic_save(obj: object, path: Path, keep_previous: bool = False) -> None:
     """Write ``path`` whole or not at all; ``keep_previous`` keeps the file it replaces as ``NAME.prev.pt`` (the
     fallback when ``path`` is later found torn, e.g. by a copy cut short or a failing disk)."""
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
+    with writing(path, tmp):  # torch reports a full disk as "[enforce fail at inline_container.cc]"
+        torch.save(obj, tmp)
     if keep_previous and path.is_file():
         os.replace(path, _previous(path))
     os.replace(tmp, path)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
 from typing import ClassVar
 
 from edgekd.artifacts import ExportedModel
-from edgekd.errors import ModelError
+from edgekd.errors import ModelError, WriteError, reason, writing
 from edgekd.export.base import EXPORTERS
 
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
@@ -41,39 +43,62 @@ def export_torch(model, sample, out: Path, metadata: dict, opset: int = 17, dyna
     import onnx
     import torch
 
-    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
+    with writing(out):
+        out.parent.mkdir(parents=True, exist_ok=True)
     axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
     model.eval()
     weight_mb = sum(t.numel() * t.element_size() for t in model.state_dict().values()) / 1e6
     external = external_data_mb is not None and weight_mb > external_data_mb
-    # torch writes a >2 GB model as one file per tensor beside the graph: keep those in a folder of their own
-    with tempfile.TemporaryDirectory(dir=out.parent) as raw_dir:
-        raw = Path(raw_dir) / "raw.onnx"
+
+    def _export(f) -> None:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, (sample,), f, dynamo=False, opset_version=opset,
+                              input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamic_axes=axes)
+
+    if not external:  # in memory: a failure here is the model's, never the disk's (that shows in onnx.save below)
+        buf = io.BytesIO()
         try:
-            with warnings.catch_warnings(), torch.no_grad():
-                warnings.simplefilter("ignore")
-                torch.onnx.export(model, (sample,), str(raw), dynamo=False, opset_version=opset,
-                                  input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamic_axes=axes)
+            _export(buf)
         except Exception as exc:  # noqa: BLE001
-            raise ModelError(f"ONNX export failed: {str(exc).splitlines()[0]}") from exc
-        proto = onnx.load(str(raw))
+            raise ModelError(f"ONNX export failed: {reason(exc)}") from exc
+        proto = onnx.load_from_string(buf.getvalue())
+    else:
+        # torch writes a >2 GB model as one file per tensor beside the graph: keep those in a folder of their own
+        with writing(out):
+            raw_dir = tempfile.mkdtemp(dir=out.parent)
+        try:
+            raw = Path(raw_dir) / "raw.onnx"
+            try:
+                _export(str(raw))
+            except OSError as exc:
+                raise WriteError(f"cannot write {raw}: {exc.strerror or reason(exc)}") from exc
+            except Exception as exc:  # noqa: BLE001
+                raise ModelError(f"ONNX export failed: {reason(exc)}") from exc
+            proto = onnx.load(str(raw))
+        finally:
+            shutil.rmtree(raw_dir, ignore_errors=True)
     if simplify:
         proto = _slim(proto)
     for k, v in metadata.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = k, v if isinstance(v, str) else json.dumps(v)
     data = out.with_name(out.name + ".data")
-    if data.exists():
-        data.unlink()  # onnx appends to an existing external-data file
-    if external:
-        onnx.save(proto, str(tmp), save_as_external_data=True, all_tensors_to_one_file=True, location=data.name,
-                  size_threshold=1024)
-        onnx.checker.check_model(str(tmp))  # by path: a >2 GB proto cannot be checked in memory
-    else:
+    if not external:
         onnx.checker.check_model(proto)
-        onnx.save(proto, str(tmp))
-    os.replace(tmp, out)
+    with writing(out, tmp):
+        if data.exists():
+            data.unlink()  # onnx appends to an existing external-data file
+        if external:
+            onnx.save(proto, str(tmp), save_as_external_data=True, all_tensors_to_one_file=True,
+                      location=data.name, size_threshold=1024)
+        else:
+            onnx.save(proto, str(tmp))
+    if external:
+        onnx.checker.check_model(str(tmp))  # by path: a >2 GB proto cannot be checked in memory
+    with writing(out, tmp):
+        os.replace(tmp, out)
     return out
 
 
@@ -86,7 +111,7 @@ def _slim(proto):
     try:
         return onnxslim.slim(proto)
     except Exception as exc:  # noqa: BLE001
-        raise ModelError(f"onnxslim could not simplify the graph: {str(exc).splitlines()[0]}") from exc
+        raise ModelError(f"onnxslim could not simplify the graph: {reason(exc)}") from exc
 
 
 def onnx_files(path: Path) -> tuple[str, ...]:

@@ -8,7 +8,7 @@ from typing import ClassVar
 
 from edgekd._deps import require
 from edgekd.artifacts import ExportedModel
-from edgekd.errors import ConfigError
+from edgekd.errors import ConfigError, reason, writing
 from edgekd.export.base import EXPORTERS
 
 
@@ -16,9 +16,14 @@ def save_ir(model, xml: Path, compress_to_fp16: bool = False) -> tuple[str, str]
     """Save an ov.Model as IR atomically. Weights stay FP32 unless ``compress_to_fp16``: ``save_model``
     compresses to FP16 by default, which would silently change an "FP32" model."""
     ov = require("openvino")
-    xml.parent.mkdir(parents=True, exist_ok=True)
     tmp_xml = xml.with_name(xml.stem + ".tmp.xml")
-    ov.save_model(model, str(tmp_xml), compress_to_fp16=compress_to_fp16)
+    with writing(xml, tmp_xml):
+        xml.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            ov.save_model(model, str(tmp_xml), compress_to_fp16=compress_to_fp16)
+        except BaseException:
+            tmp_xml.with_suffix(".bin").unlink(missing_ok=True)
+            raise
     os.replace(tmp_xml.with_suffix(".bin"), xml.with_suffix(".bin"))
     os.replace(tmp_xml, xml)
     return str(xml), str(xml.with_suffix(".bin"))
@@ -50,6 +55,6 @@ class OpenVinoExporter:
             model = ov.convert_model(str(onnx_path), **kw)
         except Exception as exc:  # noqa: BLE001
             raise ConfigError(f"OpenVINO cannot convert {onnx_path} with input shape {self.input_shape}: "
-                              f"{str(exc).splitlines()[0]}") from exc
+                              f"{reason(exc)}") from exc
         files = save_ir(model, out_dir / f"{stem}.xml", compress_to_fp16=self.precision == "fp16")
         return ExportedModel("openvino", self.precision, files[0], files)

@@ -19,7 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgekd.errors import ConfigError, EdgeKDError
+from edgekd.errors import ConfigError, EdgeKDError, WriteError, reason
 from edgekd.targets import Target
 
 # Ops FINN / hls4ml map to FPGA dataflow layers (BatchNorm is folded into Conv by the ONNX export in eval mode,
@@ -82,7 +82,7 @@ def check_onnxruntime(path: Path) -> OpProblem | None:
     try:
         ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001 - ORT raises its own Fail/InvalidGraph/NotImplemented types
-        msg = str(exc).splitlines()[0]
+        msg = reason(exc)
         ops = tuple(sorted({_name(d, o) for d, o in _ops(path) if o in msg})) or ("?",)
         return OpProblem("onnxruntime", ops, msg)
     return None
@@ -106,7 +106,7 @@ def check_openvino(path: Path) -> OpProblem | None:
     try:
         core.compile_model(model, "CPU")
     except Exception as exc:  # noqa: BLE001
-        return OpProblem("openvino", ("?",), str(exc).splitlines()[0])
+        return OpProblem("openvino", ("?",), reason(exc))
     return None
 
 
@@ -171,6 +171,8 @@ def preflight_student(arch: str, num_classes: int, image_size: int | tuple[int, 
         path = Path(tmp) / f"{arch}-preflight.onnx"
         try:
             export_torch(model, torch.zeros(1, 3, h, w), path, {})
+        except WriteError:
+            raise  # a full disk is not the student's fault
         except EdgeKDError as exc:
             raise ConfigError(f"{target.name}: student {arch} does not export to ONNX ({exc})") from exc
         problems = check_graph(path, target)

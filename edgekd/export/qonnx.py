@@ -28,7 +28,7 @@ import numpy as np
 
 from edgekd._deps import require
 from edgekd.artifacts import ExportedModel
-from edgekd.errors import BackendError, ModelError
+from edgekd.errors import BackendError, ModelError, reason
 from edgekd.export.base import EXPORTERS
 
 QONNX_DOMAIN = "qonnx.custom_op.general"
@@ -153,7 +153,7 @@ def to_qonnx(qdq_path: Path, out: Path, weight_bits: int = 8) -> Path:
         model = ModelWrapper(proto, fix_missing_initializer_valueinfo=False)
         model = model.transform(QCDQToQuant(), make_deepcopy=False, cleanup=False)
     except Exception as exc:  # noqa: BLE001 - qonnx raises bare exceptions / assertions
-        raise BackendError(f"qonnx could not convert {qdq_path}: {str(exc).splitlines()[0]}") from exc
+        raise BackendError(f"qonnx could not convert {qdq_path}: {reason(exc)}") from exc
     _prune(model.model)
     left = sorted({n.op_type for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")})
     if left:

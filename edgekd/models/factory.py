@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from edgekd.errors import ModelError
+from edgekd.errors import ModelError, reason, writing
 
 
 def create_timm(name: str, num_classes: int, pretrained: bool = False) -> nn.Module:
@@ -32,7 +32,7 @@ def create_timm(name: str, num_classes: int, pretrained: bool = False) -> nn.Mod
     try:
         return timm.create_model(name, pretrained=pretrained, num_classes=num_classes)
     except Exception as exc:  # noqa: BLE001 - hub/network errors become one line
-        raise ModelError(f"cannot create timm model {name!r}: {str(exc).splitlines()[0]}") from exc
+        raise ModelError(f"cannot create timm model {name!r}: {reason(exc)}") from exc
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -104,12 +104,14 @@ def save_checkpoint(model: nn.Module, path: Path, card: dict[str, Any]) -> None:
     """Write ``path`` (safetensors) and ``path.with_suffix('.json')`` (the model card) atomically."""
     from safetensors.torch import save_file
 
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(state, str(tmp))
+    with writing(path, tmp):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file(state, str(tmp))
     card_tmp = path.with_suffix(".json.tmp")
-    card_tmp.write_text(json.dumps(card, indent=2))
+    with writing(path.with_suffix(".json"), card_tmp):
+        card_tmp.write_text(json.dumps(card, indent=2))
     os.replace(tmp, path)
     os.replace(card_tmp, path.with_suffix(".json"))
 

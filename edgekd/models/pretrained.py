@@ -38,7 +38,7 @@ from pathlib import Path
 
 from torch import nn
 
-from edgekd.errors import ConfigError, ModelError
+from edgekd.errors import ConfigError, ModelError, reason
 
 KEYWORDS = ("auto", "imagenet", "none")
 HUB = "hf-hub:"
@@ -348,7 +348,7 @@ def _npz_head(path: Path) -> int:
         with np.load(path, allow_pickle=False) as z:
             return int(z["head/bias"].shape[-1]) if "head/bias" in z.files else 0
     except Exception as exc:  # noqa: BLE001
-        raise ModelError(f"{path}: not a readable .npz archive ({str(exc).splitlines()[0]})") from exc
+        raise ModelError(f"{path}: not a readable .npz archive ({reason(exc)})") from exc
 
 
 def _timm(arch: str, n: int, name: str, features: bool, who: str, source: str, overlay: dict | None = None,

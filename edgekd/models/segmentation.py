@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgekd.errors import ModelError
+from edgekd.errors import ModelError, reason
 
 PLAIN = re.compile(r"^unet_plain(\d+)$")
 PREFIX = "unet_"
@@ -78,7 +78,7 @@ class EncoderUNet(nn.Module):
         try:
             self.encoder = timm.create_model(encoder, features_only=True, pretrained=pretrained)
         except Exception as exc:  # noqa: BLE001 - timm's errors (no features_only, hub access) become one line
-            raise ModelError(f"cannot build a U-Net encoder from timm {encoder!r}: {str(exc).splitlines()[0]}") from exc
+            raise ModelError(f"cannot build a U-Net encoder from timm {encoder!r}: {reason(exc)}") from exc
 
     def get_classifier(self) -> nn.Module:
         return self.head

@@ -15,7 +15,7 @@ import numpy as np
 
 from edgekd._deps import require
 from edgekd.artifacts import ExportedModel
-from edgekd.errors import BackendError
+from edgekd.errors import BackendError, reason
 from edgekd.export.onnx import INPUT_NAME
 
 PRESETS = ("performance", "mixed")
@@ -46,7 +46,7 @@ def quantize_onnx(fp32: ExportedModel, calib: np.ndarray, out: Path, preset: str
     try:
         q = nncf.quantize(model, ds, **_common(nncf, len(calib), preset, transformer, ignored))
     except Exception as exc:  # noqa: BLE001
-        raise BackendError(f"NNCF could not quantize {fp32.path}: {str(exc).splitlines()[0]}") from exc
+        raise BackendError(f"NNCF could not quantize {fp32.path}: {reason(exc)}") from exc
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     onnx.save(q, str(tmp))
@@ -65,7 +65,7 @@ def quantize_openvino(fp32: ExportedModel, calib: np.ndarray, out: Path, preset:
     try:
         q = nncf.quantize(model, ds, **_common(nncf, len(calib), preset, transformer, ignored))
     except Exception as exc:  # noqa: BLE001
-        raise BackendError(f"NNCF could not quantize {fp32.path}: {str(exc).splitlines()[0]}") from exc
+        raise BackendError(f"NNCF could not quantize {fp32.path}: {reason(exc)}") from exc
     files = save_ir(q, out)
     return ExportedModel("openvino", "int8", files[0], files)
 

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from edgekd._deps import require
-from edgekd.errors import BackendError
+from edgekd.errors import BackendError, reason, writing
 
 # NNCF JIT-compiles a C++ extension on first use (~20 s cold); its 60 s default limit is too short on a busy
 # 2-core machine
@@ -86,7 +86,7 @@ def quantize_torch(student: nn.Module, calib: np.ndarray, spec: QuantSpec) -> nn
     try:
         qat = nncf.quantize(copy.deepcopy(student).eval(), ds, **kw)
     except Exception as exc:  # noqa: BLE001 - NNCF's errors are long; the first line names the problem
-        raise BackendError(f"NNCF could not quantize the torch student: {str(exc).splitlines()[0]}") from exc
+        raise BackendError(f"NNCF could not quantize the torch student: {reason(exc)}") from exc
     if spec.tensorrt:
         # NNCF picks unsigned (uint8) quantizers after ReLU-like ops; TensorRT takes signed int8 only. The scale
         # is kept, so a ReLU output keeps 7 bits of its range, as in TensorRT's own int8; QAD re-adapts.
@@ -104,7 +104,8 @@ def save_qat(model: nn.Module, folder: Path, name: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     cfg, state = folder / f"{name}.json", folder / f"{name}.pt"
     tmp = state.with_name(state.name + ".tmp")
-    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
+    with writing(state, tmp):
+        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
     os.replace(tmp, state)
     tmp = cfg.with_name(cfg.name + ".tmp")
     tmp.write_text(json.dumps(nncf.torch.get_config(model)))

@@ -19,7 +19,7 @@ from torch import nn
 
 from edgekd._deps import require
 from edgekd.artifacts import ExportedModel
-from edgekd.errors import BackendError
+from edgekd.errors import BackendError, reason
 from edgekd.quantize.qad import quantizers
 
 
@@ -121,6 +121,6 @@ def export_openvino(qat: nn.Module, sample: torch.Tensor, xml: Path) -> Exported
             warnings.simplefilter("ignore")  # torch.jit.trace deprecation and tracer warnings, one per quantizer
             converted = ov.convert_model(model, example_input=sample, input=[(-1, *sample.shape[1:])])
     except Exception as exc:  # noqa: BLE001
-        raise BackendError(f"OpenVINO could not convert the QAT model: {str(exc).splitlines()[0]}") from exc
+        raise BackendError(f"OpenVINO could not convert the QAT model: {reason(exc)}") from exc
     files = save_ir(converted, xml)
     return ExportedModel("openvino", "int8", files[0], files)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekd._deps import require
-from edgekd.errors import ModelError
+from edgekd.errors import ModelError, reason
 from edgekd.runtimes.base import Runtime
 
 
@@ -23,7 +23,7 @@ class OrtRuntime(Runtime):
         try:
             self.sess = ort.InferenceSession(str(path), opts, providers=providers or ["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001
-            raise ModelError(f"onnxruntime cannot load {path}: {str(exc).splitlines()[0]}") from exc
+            raise ModelError(f"onnxruntime cannot load {path}: {reason(exc)}") from exc
         self.input_name = self.sess.get_inputs()[0].name
         self._has_qdq = None
         self.path = path

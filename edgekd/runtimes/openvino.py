@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekd._deps import require
-from edgekd.errors import ConfigError, ModelError
+from edgekd.errors import ConfigError, ModelError, reason
 from edgekd.runtimes.base import Runtime
 
 # layers whose runtime precision says what the model really computes in (Reorders, Consts... do not)
@@ -39,7 +39,7 @@ class OvRuntime(Runtime):
         try:
             self.compiled = core.compile_model(str(path), device, config)
         except Exception as exc:  # noqa: BLE001
-            raise ModelError(f"OpenVINO cannot load {path}: {str(exc).splitlines()[0]}") from exc
+            raise ModelError(f"OpenVINO cannot load {path}: {reason(exc)}") from exc
         self.input_name = self.compiled.inputs[0].get_any_name()
         self.request = self.compiled.create_infer_request()
         self.quantized = any(op.get_type_name() == "FakeQuantize" for op in core.read_model(str(path)).get_ops())

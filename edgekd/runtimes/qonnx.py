@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekd._deps import require
-from edgekd.errors import ModelError
+from edgekd.errors import ModelError, reason
 from edgekd.runtimes.base import Runtime
 
 
@@ -24,7 +24,7 @@ class QonnxRuntime(Runtime):
         try:
             self.model = ModelWrapper(str(path))
         except Exception as exc:  # noqa: BLE001
-            raise ModelError(f"qonnx cannot load {path}: {str(exc).splitlines()[0]}") from exc
+            raise ModelError(f"qonnx cannot load {path}: {reason(exc)}") from exc
         self.input_name = self.model.graph.input[0].name
         self.output_name = self.model.graph.output[0].name
         self._by_batch = {1: self.model}
