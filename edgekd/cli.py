@@ -455,6 +455,30 @@ def layers(
             typer.echo(f"{n:40s} {kind:24s} {shape}")
 
 
+@app.command()
+def estimate(
+    model: Path = typer.Argument(..., help="ONNX model (FP32 or int8 Q/DQ)."),
+    target: str = typer.Option(..., "--target", help="A target with an `estimate:` section (jetson-*, cpu-arm64, "
+                               "fpga-zu)."),
+    precision: str | None = typer.Option(None, help="int8 | fp16 | fp32 (default: the bundle's, if fitted)."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON (latency_ms, method, fitted params)."),
+) -> None:
+    """Estimated batch-1 latency on a device that is not attached (per-node model fitted to published figures)."""
+    import json
+    from dataclasses import asdict
+
+    from edgekd.bench.estimate import estimate_latency
+    from edgekd.targets import load_target
+
+    if precision is not None and precision not in ("int8", "fp16", "fp32"):
+        raise ConfigError(f"--precision must be int8, fp16 or fp32, not {precision!r}")
+    est = estimate_latency(model, load_target(target), precision)
+    if json_out:
+        typer.echo(json.dumps(asdict(est), indent=2))
+    else:
+        typer.echo(f"{est.model} on {est.target} at {est.precision}: {est.latency_ms:.2f} ms (estimated: {est.method})")
+
+
 EXPECT_HELP = ("Refuse the bundle unless its manifest digest is DIGEST (printed by compress and kept apart from "
                "the bundle): catches a swapped or rewritten bundle.")
 KEY_HELP = "Refuse the bundle unless manifest.sig verifies with this ed25519 public key (PEM or ssh-ed25519)."

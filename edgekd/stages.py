@@ -377,7 +377,7 @@ def bench(r: Run) -> list[dict]:
         with runtime_for(exp.path, RUNTIME_OF_FORMAT[exp.format], th, r.target.openvino_inference_precision) as rt:
             res = bench_runtime(rt, x, exp.key, exp.precision, th, exp.size_mb(), cfg.bench_warmup, cfg.bench_iters)
         out.append(to_json(res))
-    if r.target.estimate is not None:
+    if r.target.estimate is not None and r.target.fpga is None:  # an FPGA's rows: the dataflow below
         out += _estimates(r)
     if r.target.fpga is not None:
         out += _fpga_estimates(r)
@@ -424,22 +424,26 @@ def _fpga_estimates(r: Run) -> list[dict]:
 
 
 def _estimates(r: Run) -> list[dict]:
-    """Roofline latency on the target device for each ONNX export (fp32 runs as fp16 in TensorRT)."""
+    """Per-node latency estimate on the target device for each ONNX export (fp32 runs as fp16 in TensorRT)."""
     from edgekd.artifacts import LatencyResult
-    from edgekd.bench.estimate import graph_cost, roofline_ms
+    from edgekd.bench.estimate import estimate_latency
 
+    fit = r.target.estimate.fit
     out = []
     for d in r.results["export"] + r.results["quantize"]:
         exp = from_json(ExportedModel, d)
         if exp.format != "onnx":
             continue
-        prec = "int8" if exp.precision == "int8" else "fp16"
-        ms = roofline_ms(graph_cost(Path(exp.path)), r.target.estimate, prec)
-        method = f"roofline on {r.target.name} ({r.target.estimate.calibration})"
-        res = LatencyResult(f"{exp.key}@{r.target.name}", "tensorrt", exp.precision, prec, 0, 0, ms, ms, ms, ms,
-                            1000 / ms, exp.size_mb(), estimated=method)
+        prec = exp.precision if exp.precision in fit else "fp16" if exp.precision == "fp32" and "fp16" in fit else None
+        if prec is None:
+            console.print(f"no estimate for {exp.key}@{r.target.name}: no parameters fitted at {exp.precision}")
+            continue
+        est = estimate_latency(exp.path, r.target, prec)
+        ms = est.latency_ms
+        res = LatencyResult(f"{exp.key}@{r.target.name}", r.target.runtimes[0], exp.precision, prec, 0, 0, ms, ms, ms,
+                            ms, 1000 / ms, exp.size_mb(), estimated=est.method)
         console.print(f"estimated {res.model}: {ms:.2f} ms ({1000 / ms:.0f} FPS) at {prec} [yellow]estimated[/]: "
-                      f"roofline from the graph's MACs and bytes, not measured")
+                      f"per-node roofline fitted to published figures, not measured")
         out.append(to_json(res))
     return out
 

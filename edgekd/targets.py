@@ -37,15 +37,61 @@ class PowerModel(_Strict):
     source: str
 
 
-class DeviceModel(_Strict):
-    """Peak figures of a device that is not attached, for roofline latency estimates (labelled ``estimated``)."""
+class PublishedFigure(_Strict):
+    """A published batch-1 latency the estimate is fitted to and checked against (never measured here)."""
 
-    peak_int8_tops: float = Field(gt=0, description="dense INT8 tera-ops/s of the engine that runs the model")
-    peak_fp16_tflops: float = Field(gt=0, description="dense FP16 tera-FLOP/s")
+    model: str = Field(description="the network as the source names it")
+    builder: str = Field(description="how benchmarks/estimate_loo.py builds its graph: timm:NAME | ultralytics:CFG")
+    input: str = Field(pattern=r"^\d+x\d+$", description="H x W of the timed input")
+    precision: Precision
+    latency_ms: float = Field(gt=0)
+    batch: PositiveInt = 1
+    board: str
+    software: str = Field(min_length=1, description="runtime and versions (JetPack / TensorRT / ORT / Vitis AI)")
+    clocks: str = Field(min_length=1, description="power mode and clocks, or 'not stated'")
+    timing: Literal["compute-only", "end-to-end"]
+    conditions: str = Field(min_length=1, description="what the timer covers, in the source's words")
+    source: str = Field(min_length=8, description="URL or repository + path of the figure")
+    device_overrides: dict[str, float] = Field(
+        default_factory=dict, description="peaks of the board as timed, where they differ from the target's "
+        "(e.g. Orin Nano at MAXN_SUPER)")
+
+
+class FittedParams(_Strict):
+    """The two parameters of the per-node model, fitted to published figures (benchmarks/estimate_loo.py)."""
+
+    efficiency: float = Field(gt=0, le=1, description="fraction of peak compute and bandwidth reached per node")
+    layer_overhead_us: float = Field(ge=0, description="fixed time per layer (kernel launch, scheduling), us")
+    fitted_to: str = Field(description="which figures: targets and precision, and how many")
+    median_loo_error: float | None = Field(default=None, description="median |leave-one-out error| of the fit")
+
+
+class DeviceModel(_Strict):
+    """Peaks of a device that is not attached and the fitted per-node latency model (labelled ``estimated``)."""
+
+    architecture: str = Field(description="what the model stands for (the engine the figures were timed on)")
+    peak_int8_tops: float | None = Field(default=None, gt=0, description="dense INT8 tera-ops/s of that engine")
+    peak_fp16_tflops: float | None = Field(default=None, gt=0, description="dense FP16 tera-FLOP/s")
+    peak_fp32_tflops: float | None = Field(default=None, gt=0, description="FP32 tera-FLOP/s")
     memory_bandwidth_gbs: float = Field(gt=0)
-    efficiency: float = Field(gt=0, le=1, description="fraction of peak compute reached at batch 1 (calibrated)")
-    calibration: str = Field(description="the published figure the efficiency was fitted to")
+    fuse_pointwise: bool = Field(
+        default=True, description="pointwise ops (ReLU, SiLU, BN, Add) fused into the layer before them: no "
+        "time of their own (TensorRT, DPU); false: each is a memory-bound node (ONNX Runtime on a CPU)")
+    fit: dict[Precision, FittedParams] = Field(min_length=1)
+    figures: list[PublishedFigure] = Field(default_factory=list)
     source: str
+
+    @model_validator(mode="after")
+    def _peaks_for_fitted_precisions(self) -> DeviceModel:
+        for prec in self.fit:
+            if self.peak(prec) is None:
+                raise ValueError(f"fit for {prec} but no peak_{prec} rate")
+        return self
+
+    def peak(self, precision: str) -> float | None:
+        """Peak ops/s at ``precision`` (None when the engine has no such rate)."""
+        rate = {"int8": self.peak_int8_tops, "fp16": self.peak_fp16_tflops, "fp32": self.peak_fp32_tflops}
+        return None if rate.get(precision) is None else rate[precision] * 1e12
 
 
 class FpgaModel(_Strict):

@@ -16,7 +16,8 @@ def test_jetson_targets_load_with_tensorrt_and_an_estimate_model(name):
     t = load_target(name)
     assert name in list_targets()
     assert t.device == "jetson" and "tensorrt" in t.formats and t.quant_preset == "performance"
-    assert t.estimate.peak_int8_tops == 2 * t.estimate.peak_fp16_tflops and "7.13 ms" in t.estimate.calibration
+    assert t.estimate.peak_int8_tops == 2 * t.estimate.peak_fp16_tflops
+    assert set(t.estimate.fit) == {"fp16", "int8"} and "published" in t.estimate.fit["int8"].fitted_to
 
 
 def test_trtexec_command_uses_tensorrt_10_flags():
@@ -83,7 +84,7 @@ def test_unsupported_op_is_named(tmp_path):
 
 
 def test_roofline_counts_macs_of_a_known_conv(tmp_path):
-    from edgekd.bench.estimate import graph_cost, roofline_ms
+    from edgekd.bench.estimate import estimate_latency, graph_cost
     from edgekd.export.onnx import export_torch
 
     conv = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1, bias=False), torch.nn.Flatten(),
@@ -91,8 +92,8 @@ def test_roofline_counts_macs_of_a_known_conv(tmp_path):
     p = export_torch(conv, torch.zeros(1, 3, 16, 16), tmp_path / "c.onnx", {})
     cost = graph_cost(p)
     assert cost.macs == 8 * 16 * 16 * 3 * 9 + 2048 * 10
-    dev = load_target("jetson-orin-nano").estimate
-    assert roofline_ms(cost, dev, "int8") < roofline_ms(cost, dev, "fp16")
+    t = load_target("jetson-orin-nano")
+    assert estimate_latency(p, t, "int8").latency_ms < estimate_latency(p, t, "fp16").latency_ms
 
 
 @pytest.mark.slow
@@ -115,7 +116,7 @@ def test_compress_for_jetson_orin_writes_a_tensorrt_bundle_with_labelled_estimat
     manifest = json.loads((b / "manifest.json").read_text())
     m = manifest["models"][0]
     assert m["file"] == "student-int8.onnx" and m["runtime"] == "tensorrt" and m["engine"] == "student-int8.engine"
-    assert m["latency"].startswith("estimated: roofline on jetson-orin") and "host_p50_ms" in m
+    assert m["latency"].startswith("estimated: per-node roofline on jetson-orin") and "host_p50_ms" in m
     script = (b / "build_engine.sh").read_text()
     assert "--onnx=student-int8.onnx" in script and "build_engine.sh" in manifest["files"]
     assert "(estimated)" in (b / "report.md").read_text()

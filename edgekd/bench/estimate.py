@@ -1,9 +1,12 @@
-"""Latency estimates for devices that are not attached: a roofline over the exported ONNX graph.
+"""Latency estimates for devices that are not attached: a per-node roofline over the exported ONNX graph.
 
-Each node costs max(compute, memory): 2 x MACs over the device's peak rate at that precision, and the bytes it
-reads and writes (weights + activations, at 1 byte for int8, 2 for fp16) over its memory bandwidth; both scaled by
-one efficiency factor fitted to a published measurement (see the target's ``estimate.calibration``). The result is
-an estimate and is always labelled so; it says nothing about operator fusion, launch overheads or DLA placement.
+Each node of the graph costs max(compute, memory): 2 x MACs over the engine's peak rate at that precision, and the
+elements it reads and writes (weights + input + output activations, 1 byte each at int8, 2 at fp16, 4 at fp32) over
+the memory bandwidth, both scaled by an efficiency factor; each layer adds a fixed overhead (kernel launch,
+scheduling). The two parameters are fitted per target and precision to published figures cited in the target's
+YAML (``estimate.figures``; ``benchmarks/estimate_loo.py`` fits them and reports the leave-one-out error of every
+figure). Where the engine fuses pointwise ops into the layer before them (TensorRT, a DPU) those cost nothing.
+The result is an estimate and is always labelled so.
 """
 
 from __future__ import annotations
@@ -109,11 +112,144 @@ def graph_cost(onnx_path: Path) -> GraphCost:
                      sum(c.out_elems for c in costs), len(g.model.graph.node))
 
 
-def roofline_ms(cost: GraphCost, device, precision: str) -> float:
-    """Estimated batch-1 latency in ms on ``device`` (a target's DeviceModel) at ``int8`` or ``fp16``."""
-    peak = device.peak_int8_tops * 1e12 if precision == "int8" else device.peak_fp16_tflops * 1e12
-    elem_bytes = 1 if precision == "int8" else 2
-    compute = 2 * cost.macs / (peak * device.efficiency)
-    memory = (cost.weight_elems + 2 * cost.act_elems) * elem_bytes / (device.memory_bandwidth_gbs * 1e9
-                                                                      * device.efficiency)
-    return max(compute, memory) * 1e3
+MAC_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
+# ops TensorRT / a DPU fuse into the layer before them (epilogues); ONNX Runtime on a CPU runs most as their own pass
+POINTWISE = {"Relu", "Sigmoid", "Mul", "Add", "Sub", "Div", "Clip", "HardSwish", "HardSigmoid", "BatchNormalization",
+             "LeakyRelu", "PRelu", "Tanh", "Erf", "Pow", "Sqrt", "Neg", "Exp", "Elu", "Softplus", "Gelu", "Mish"}
+ELEM_BYTES = {"int8": 1, "fp16": 2, "fp32": 4}
+
+
+@dataclass(frozen=True)
+class GraphTerms:
+    """Per-node work of a graph at batch 1, independent of the device: what the per-node model needs."""
+
+    flops: tuple[float, ...]  # 2 x MACs of each costed node
+    elems: tuple[float, ...]  # elements each node reads and writes (weights + input + output)
+    layers: int  # nodes that pay the per-layer overhead
+    macs: float
+
+
+def graph_terms(costs: list[NodeCost], fuse_pointwise: bool) -> GraphTerms:
+    """The costed nodes of ``costs``: pointwise ops vanish when the engine fuses them (``fuse_pointwise``)."""
+    flops, elems = [], []
+    for c in costs:
+        if fuse_pointwise and c.op in POINTWISE:
+            continue
+        inp = float(np.prod(c.in_shape)) if c.in_shape else c.out_elems
+        flops.append(2.0 * c.macs)
+        elems.append(c.weight_elems + inp + c.out_elems)
+    return GraphTerms(tuple(flops), tuple(elems), len(flops), sum(c.macs for c in costs))
+
+
+def raw_ms(terms: GraphTerms, peak_ops: float, bandwidth_gbs: float, precision: str) -> float:
+    """Sum over nodes of max(compute, memory) at full peak (efficiency 1, no overhead), in ms."""
+    f = np.asarray(terms.flops) / peak_ops
+    m = np.asarray(terms.elems) * ELEM_BYTES[precision] / (bandwidth_gbs * 1e9)
+    return float(np.maximum(f, m).sum() * 1e3)
+
+
+def node_model_ms(raw: float, layers: int, efficiency: float, layer_overhead_us: float) -> float:
+    """The per-node model: roofline time over the efficiency plus a fixed overhead per layer."""
+    return raw / efficiency + layers * layer_overhead_us * 1e-3
+
+
+def fit_params(raw: list[float], layers: list[int], published: list[float]) -> tuple[float, float]:
+    """Efficiency and per-layer overhead (us) minimising the squared log error over the figures.
+
+    ``t = raw / eff + layers * overhead`` is linear in (1/eff, overhead); the log loss is not, so a coarse grid over
+    the overhead, a golden-section search of 1/eff in log space for each, and a golden refinement of the overhead
+    find the minimum (numpy only). Efficiency is kept in (0, 1]; with one figure the overhead is 0.
+    """
+    r, n, y = (np.asarray(v, dtype=float) for v in (raw, layers, published))
+    if len(y) == 0:
+        raise ValueError("no figures to fit")
+
+    def best_a(b_ms: float) -> tuple[float, float]:
+        lo, hi = 0.0, 12.0  # log(1/eff): efficiency from 1 down to ~6e-6
+        g = (np.sqrt(5) - 1) / 2
+        def loss(la):
+            return float(np.sum((np.log(np.exp(la) * r + b_ms * n) - np.log(y)) ** 2))
+        for _ in range(80):
+            x1, x2 = hi - g * (hi - lo), lo + g * (hi - lo)
+            if loss(x1) < loss(x2):
+                hi = x2
+            else:
+                lo = x1
+        la = (lo + hi) / 2
+        return la, loss(la)
+
+    if len(y) == 1:
+        return float(1 / np.exp(best_a(0.0)[0])), 0.0
+    grid = np.concatenate([[0.0], np.logspace(-6, np.log10(max(y.min() / max(n.min(), 1), 1e-5)), 60)])
+    losses = [best_a(b)[1] for b in grid]
+    i = int(np.argmin(losses))
+    lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
+    g = (np.sqrt(5) - 1) / 2
+    for _ in range(60):
+        x1, x2 = hi - g * (hi - lo), lo + g * (hi - lo)
+        if best_a(x1)[1] < best_a(x2)[1]:
+            hi = x2
+        else:
+            lo = x1
+    b = (lo + hi) / 2
+    if best_a(grid[i])[1] < best_a(b)[1]:
+        b = grid[i]
+    return float(1 / np.exp(best_a(b)[0])), float(b * 1e3)
+
+
+@dataclass(frozen=True)
+class LatencyEstimate:
+    """Batch-1 latency of a model on a target that is not attached: an estimate, with its method and parameters."""
+
+    model: str
+    target: str
+    precision: str
+    latency_ms: float
+    method: str
+    params: dict
+    gmacs: float
+    layers: int
+    estimated: str = "estimated"
+
+
+def estimate_latency(onnx_path: str | Path, target, precision: str | None = None) -> LatencyEstimate:
+    """Estimate the batch-1 latency of ``onnx_path`` on ``target`` with its fitted per-node model.
+
+    Args:
+        onnx_path: an FP32 or int8 Q/DQ ONNX graph (only shapes and weight counts are read).
+        target: a :class:`~edgekd.targets.Target` with an ``estimate`` section.
+        precision: ``int8`` / ``fp16`` / ``fp32``; default: the target's bundle precision if fitted, else the first
+            fitted one.
+    """
+    from edgekd.errors import ConfigError, ModelError
+
+    dev = target.estimate
+    if dev is None:
+        raise ConfigError(f"target {target.name} has no `estimate:` section (it is measured, not estimated); "
+                          f"targets with one: jetson-*, cpu-arm64, fpga-zu")
+    if precision is None:
+        precision = target.bundle_precision if target.bundle_precision in dev.fit else next(iter(dev.fit))
+    if precision not in dev.fit:
+        raise ConfigError(f"{target.name}: no parameters fitted at {precision} (fitted: {', '.join(dev.fit)}); "
+                          f"no published figure at that precision was found")
+    path = Path(onnx_path)
+    if not path.is_file():
+        raise ConfigError(f"model file {path} does not exist")
+    try:
+        g = load_shaped(path)
+    except Exception as exc:  # noqa: BLE001 - onnx raises DecodeError / ValueError / IndexError on non-ONNX bytes
+        raise ModelError(f"{path} is not a readable ONNX model ({type(exc).__name__})") from exc
+    terms = graph_terms(node_costs(g), dev.fuse_pointwise)
+    if not terms.layers:
+        raise ModelError(f"{path}: no compute node with known shapes to estimate")
+    p = dev.fit[precision]
+    raw = raw_ms(terms, dev.peak(precision), dev.memory_bandwidth_gbs, precision)
+    ms = node_model_ms(raw, terms.layers, p.efficiency, p.layer_overhead_us)
+    loo = f", median |leave-one-out error| {p.median_loo_error:.0%}" if p.median_loo_error is not None else ""
+    method = (f"per-node roofline on {target.name} ({dev.architecture}): sum over {terms.layers} layers of "
+              f"max(compute, memory) / efficiency {p.efficiency:.3g} + {p.layer_overhead_us:.3g} us per layer; "
+              f"fitted to {p.fitted_to}{loo}")
+    return LatencyEstimate(path.name, target.name, precision, ms, method,
+                           {"efficiency": p.efficiency, "layer_overhead_us": p.layer_overhead_us,
+                            "fitted_to": p.fitted_to, "median_loo_error": p.median_loo_error},
+                           terms.macs / 1e9, terms.layers)
