@@ -188,10 +188,12 @@ def board_energy(model: Path, target, why: str):
                           f"machine's own meter")
     import onnx
 
-    from edgekd.bench.estimate import graph_cost, roofline_ms
+    from edgekd.bench.estimate import estimate_latency
 
     ops = {n.op_type for n in onnx.load(str(model), load_external_data=False).graph.node}
-    prec = "int8" if "QuantizeLinear" in ops else "fp16"  # TensorRT runs an FP32 graph in FP16
-    ms = roofline_ms(graph_cost(model), target.estimate, prec)
-    return estimate_energy(1000 / ms, target, model.name, f"roofline latency on {target.name} at {prec}, "
-                                                          f"{ms:.3g} ms")
+    fit = target.estimate.fit
+    prec = "int8" if "QuantizeLinear" in ops else "fp16" if "fp16" in fit else "fp32"  # TensorRT runs FP32 as FP16
+    est = estimate_latency(model, target, prec if prec in fit else None)
+    return estimate_energy(1000 / est.latency_ms, target, model.name,
+                           f"latency estimated on {target.name} at {est.precision}, {est.latency_ms:.3g} ms: "
+                           f"{est.method}")
