@@ -30,11 +30,18 @@ class ParityThresholds(_Strict):
 
 
 class PowerModel(_Strict):
-    """Power figures used to estimate energy when no meter can be read."""
+    """Power figures used to estimate energy when no meter can be read. Each number states its basis: ``cited:
+    DOCUMENT (what it says)`` or ``assumption: WHY``; the estimate's method carries both."""
 
     idle_w: float = Field(ge=0)
+    idle_basis: str = Field(pattern=r"^(cited|assumption): \S", description="cited: SOURCE | assumption: WHY")
     active_w: float = Field(gt=0)
-    source: str
+    active_basis: str = Field(pattern=r"^(cited|assumption): \S", description="cited: SOURCE | assumption: WHY")
+    source: str = Field(description="what the figures describe (board, power mode) and that no meter was read")
+
+    def describe(self) -> str:
+        """'idle 5 W (assumption: ...), active 15 W (cited: ...)': every number with its basis."""
+        return f"idle {self.idle_w:g} W ({self.idle_basis}), active {self.active_w:g} W ({self.active_basis})"
 
 
 class PublishedFigure(_Strict):

@@ -89,3 +89,25 @@ def test_task_defaults_resolve_per_task_and_target():
     assert (cls.student, cls.loss, cls.temperature, cls.batch_size) == ("mobilevit_xxs", "kd", 4.0, 64)
     with pytest.raises(ConfigError, match="classification metric"):
         resolve(RunConfig(task="segment", select_metric="top1"))
+
+
+def test_every_power_number_is_cited_or_marked_an_assumption():
+    """Issue 18: each power-model figure says where it comes from; the estimate's method carries both bases."""
+    import yaml
+    from pydantic import ValidationError
+
+    from edgekd.bench.energy import EstimateMeter
+    from edgekd.targets import PowerModel, list_targets, load_target, targets_dir
+
+    for name in list_targets():
+        p = load_target(name).power
+        assert p is not None, name
+        for basis in (p.idle_basis, p.active_basis):
+            assert basis.startswith(("cited: ", "assumption: ")), (name, basis)
+        method = EstimateMeter(load_target(name)).method
+        assert p.idle_basis in method and p.active_basis in method
+    raw = yaml.safe_load((targets_dir() / "cpu-x86.yaml").read_text())["power"]
+    with pytest.raises(ValidationError):
+        PowerModel.model_validate({**raw, "active_basis": "datasheet says so"})  # neither cited: nor assumption:
+    with pytest.raises(ValidationError):
+        PowerModel.model_validate({k: v for k, v in raw.items() if k != "idle_basis"})

@@ -64,8 +64,7 @@ class EstimateMeter(Meter):
     def method(self) -> str:
         p = self.power
         why = f"; no meter here ({self.fallback_reasons})" if self.fallback_reasons else ""
-        return (f"estimated: power model of {self.target.name} (idle {p.idle_w:g} W, active {p.active_w:g} W; "
-                f"{p.source}) {self.basis}{why}")
+        return f"estimated: power model of {self.target.name} ({p.describe()}; {p.source}) {self.basis}{why}"
 
     def start(self) -> None:
         self._t0 = time.perf_counter()

@@ -184,7 +184,8 @@ def fpga_estimate(onnx_path: str | Path, target, weight_bits: int | None = None,
         raise ConfigError(f"target {target.name}: active_w must exceed idle_w to estimate energy per frame")
     method = (f"estimated: FINN-style dataflow on {target.name} ({fp.part}: {fp.dsp_slices} DSPs at "
               f"{fp.clock_mhz:g} MHz, {rate:g} MACs/DSP/cycle at {max(wb, ab)} bit; DSPs shared by MACs, FPS = clock / "
-              f"slowest layer's cycles); energy: {power:.2f} W from the target's power model ({target.power.source})")
+              f"slowest layer's cycles); energy: {power:.2f} W from the target's power model "
+              f"({target.power.active_basis})")
     return FpgaEstimate(
         model=path.name, target=target.name, weight_bits=wb, activation_bits=ab,
         macs=sum(c.macs for c in mac_layers), weights=weights, weight_mbit=weight_mbit,
