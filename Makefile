@@ -27,12 +27,20 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(BIN)/edgekd compress --target cpu-x86 --recipe models/shapes10-demo.yaml --out runs/demo
 
-# two pytest processes: one process running the whole suite died of a segfault at varying points after ~170
-# tests (not reproduced in either half alone; cause not yet found)
+# several pytest processes: one process running the whole suite died of a segfault (exit 139) at varying points
+# after ~170-280 tests, with no Python traceback even under -X faulthandler -s (some native library's handler);
+# no single test reproduces it. Groups of ~100-130 tests have not crashed. The tiny `compress` run the
+# integration tests share is built once, in TEST_TINY_RUN, and reused by the later processes (tests/conftest.py).
+TEST_TINY_RUN := $(CURDIR)/runs/test-tiny-run
+PYTEST := EDGEKD_TEST_TINY_RUN=$(TEST_TINY_RUN) $(BIN)/python -m pytest -q
 test: setup
 	$(BIN)/ruff check edgekd tests benchmarks
-	$(BIN)/python -m pytest -q tests/test_[a-e]*.py
-	$(BIN)/python -m pytest -q tests/test_[f-z]*.py
+	rm -rf $(TEST_TINY_RUN)
+	$(PYTEST) tests/test_[ab]*.py --ignore=tests/test_bundle_integrity.py
+	$(PYTEST) tests/test_bundle_integrity.py
+	$(PYTEST) tests/test_[c-e]*.py
+	$(PYTEST) tests/test_[f-p]*.py
+	$(PYTEST) tests/test_[q-z]*.py
 
 lint: setup
 	$(BIN)/ruff check edgekd tests benchmarks

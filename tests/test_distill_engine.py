@@ -307,6 +307,12 @@ def test_compress_with_an_onnx_teacher_end_to_end(tmp_path, relaxed_target):
     assert res.returncode == 0, res.stderr[-3000:]
     manifest = json.loads((tmp_path / "run" / "bundle" / "manifest.json").read_text())
     assert manifest["teacher"]["arch"] == "t.onnx"
+    # the default CPU policy: the fastest passing model by alternating passes, and why, in manifest and output
+    deploy = manifest["deploy"]
+    assert deploy["policy"] == "fastest" and deploy["statement"] in res.stdout
+    assert "alternating passes" in deploy["method"]
+    assert manifest["models"][0]["role"] == "deploy" and manifest["recommended"] == manifest["models"][0]["file"]
+    assert deploy["p50_ms"][deploy["model"]] <= min(deploy["p50_ms"].values()) * 1.10
     bench = json.loads((tmp_path / "run" / "stages" / "bench.json").read_text())["result"]
     assert bench[0]["model"] == "teacher-onnxruntime"
 
