@@ -29,8 +29,8 @@ demo: setup
 
 # several pytest processes: one process running the whole suite died of a segfault (exit 139) at varying points
 # after ~170-280 tests, with no Python traceback even under -X faulthandler -s (some native library's handler);
-# no single test reproduces it. Groups of ~100-130 tests have not crashed. The tiny `compress` run the
-# integration tests share is built once, in TEST_TINY_RUN, and reused by the later processes (tests/conftest.py).
+# no single test reproduces it; processes of up to ~190 tests passed in CI, so groups stay near 100-130. The tiny
+# `compress` run the integration tests share is built once, in TEST_TINY_RUN, and reused by later processes.
 TEST_TINY_RUN := $(CURDIR)/runs/test-tiny-run
 PYTEST := EDGEKD_TEST_TINY_RUN=$(TEST_TINY_RUN) $(BIN)/python -m pytest -q
 test: setup
