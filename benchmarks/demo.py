@@ -119,10 +119,13 @@ def main() -> None:
     from edgekd.targets import load_target
 
     run = args.out_run.resolve()
+    load = {"start": os.getloadavg()[0]}  # 1-minute load average: was the machine shared while it ran?
     timing = compress(run, args.reuse)
+    load["after_compress"] = os.getloadavg()[0]
     target = load_target(TARGET)
     models = models_of(run)
     retime(models, args.passes, target.threads, args.iters, args.warmup)
+    load["after_retime"] = os.getloadavg()[0]
     manifest = json.loads((run / "bundle" / "manifest.json").read_text())
     verify = json.loads((run / "verify.json").read_text())
     for m in models:
@@ -139,6 +142,7 @@ def main() -> None:
         "bundle_models": [{k: m.get(k) for k in ("file", "format", "precision", "runtime", "role", "deploy_p50_ms")}
                           for m in manifest["models"]],
         "machine": system_info(),
+        "load_average_1min": {k: round(v, 2) for k, v in load.items()},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -126,6 +126,10 @@ def demo(docs: list[dict]) -> tuple[str, str]:
     text.append(f"The compress run took {int(wall // 60)} min {wall % 60:.0f} s wall"
                 + (" (stages reused)" if c.get("reused_stages") else "")
                 + f", peak RSS {c['peak_rss_mb'] / 1024:.1f} GB (largest process).")
+    load = d.get("load_average_1min")
+    if load:
+        text.append(f"1-minute load average at the start, after compress and after the re-timing: "
+                    f"{', '.join(f'{v:.1f}' for v in load.values())} on {d['machine'].get('usable_cpus')} CPUs.")
     return runs, "\n".join(lines) + "\n\n" + " ".join(text)
 
 
