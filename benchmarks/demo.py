@@ -35,7 +35,8 @@ TARGET = "cpu-x86"
 
 def compress(out: Path, reuse: bool) -> dict:
     """Run the demo's compress in a subprocess; wall seconds and the largest child's peak RSS."""
-    cmd = [sys.executable, "-m", "edgekd", "compress", "--target", TARGET, "--recipe", RECIPE, "--out", str(out)]
+    where = out.relative_to(ROOT) if out.is_relative_to(ROOT) else out  # the command as a reader would type it
+    cmd = [sys.executable, "-m", "edgekd", "compress", "--target", TARGET, "--recipe", RECIPE, "--out", str(where)]
     if not reuse:
         cmd.append("--overwrite")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
