@@ -87,21 +87,27 @@ def main() -> None:
 
 
 def print_table(rows: list[dict]) -> None:
+    print("\n" + table_md(rows))
+
+
+def table_md(rows: list[dict]) -> str:
+    """The README's table (also rendered into README.md by benchmarks/readme_tables.py)."""
     base = [r["test_top1"] for r in rows if r["run"] == "a"]
     ref = statistics.mean(base) if base else None
-    print("\n| run | seeds | test top-1 % (mean) | vs (a) | per seed | macro-F1 | s/epoch (median) | wall s |")
-    print("|---|---|---|---|---|---|---|---|")
+    lines = ["| run | seeds | test top-1 % (mean) | vs (a) | per seed | macro-F1 | s/epoch (median) | wall s |",
+             "|---|---|---|---|---|---|---|---|"]
     for key in "abcd":
         rs = [r for r in rows if r["run"] == key]
         if not rs:
             continue
         m = statistics.mean(r["test_top1"] for r in rs)
         delta = f"{m - ref:+.2f}" if ref is not None else "-"
-        per_seed = ", ".join(f"{r['test_top1']:.2f}" for r in rs)
+        per_seed = ", ".join(f"{r['test_top1']:.2f}" for r in sorted(rs, key=lambda r: r["seed"]))
         f1 = statistics.mean(r["test_macro_f1"] for r in rs)
         spe, wall = statistics.median(r["s_per_epoch"] for r in rs), statistics.mean(r["wall_s"] for r in rs)
-        print(f"| ({key}) {NAMES[key]} | {len(rs)} | {m:.2f} | {delta} | {per_seed} | {f1:.2f} | {spe:.1f} | "
-              f"{wall:.0f} |")
+        lines.append(f"| ({key}) {NAMES[key]} | {len(rs)} | {m:.2f} | {delta} | {per_seed} | {f1:.2f} | {spe:.1f} | "
+                     f"{wall:.0f} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

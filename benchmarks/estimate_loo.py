@@ -29,7 +29,6 @@ import statistics
 import sys
 from pathlib import Path
 
-import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,19 +39,21 @@ GROUPS = {"jetson": ["jetson-orin-nano", "jetson-orin-nx", "jetson-agx-orin"], "
 SMALL_GMACS = 5.0  # figures below this many GMACs count as "small" in the summary
 
 
-class _FirstOutput(torch.nn.Module):
-    """Ultralytics' Detect head returns (decoded boxes, raw maps) in eval mode; its ONNX export keeps the first."""
+def build(builder: str):
+    import torch
 
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        self.model = model
+    class _FirstOutput(torch.nn.Module):
+        """Ultralytics' Detect head returns (decoded boxes, raw maps) in eval mode; its ONNX export keeps the
+        first."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.model(x)
-        return out[0] if isinstance(out, (tuple, list)) else out
+        def __init__(self, model: torch.nn.Module) -> None:
+            super().__init__()
+            self.model = model
 
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            out = self.model(x)
+            return out[0] if isinstance(out, (tuple, list)) else out
 
-def build(builder: str) -> torch.nn.Module:
     kind, name = builder.split(":", 1)
     if kind == "timm":
         from edgekd.models.factory import create_timm
@@ -67,6 +68,8 @@ def build(builder: str) -> torch.nn.Module:
 
 
 def onnx_for(builder: str, hw: str, cache: Path) -> Path:
+    import torch
+
     from edgekd.export.onnx import export_torch
 
     h, w = (int(x) for x in hw.split("x"))
@@ -181,28 +184,32 @@ def main() -> None:
 
 
 def print_md(result: dict) -> None:
-    """The README's table: one row per figure, leave-one-out error, and the summary per group and precision."""
-    print("\n| group | board | model | input | precision | timing | GMACs | published ms | LOO estimate ms | "
-          "LOO error |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    """The README's two tables (also rendered into README.md by benchmarks/readme_tables.py)."""
+    figures, summary = md_tables(result)
+    print("\n" + figures + "\n\n" + summary)
+
+
+def md_tables(result: dict) -> tuple[str, str]:
+    """(one row per figure with its leave-one-out error, the summary per group and precision) as Markdown."""
+    fig = ["| group | board | model | input | precision | timing | GMACs | published ms | LOO estimate ms | "
+           "LOO error |", "|---|---|---|---|---|---|---|---|---|---|"]
     for group, g in result["groups"].items():
         for x in g["rows"]:
             loo = "n/a (only figure) | n/a" if x["loo_ms"] is None else f"{x['loo_ms']:.2f} | {x['loo_error']:+.0%}"
-            print(f"| {group} | {x['board']} | {x['model']} | {x['input']} | {x['precision'].upper()} | "
-                  f"{x['timing']} | {x['gmacs']:.2f} | {x['latency_ms']:.3g} | {loo} |")
-    print("\n| group | precision | figures | efficiency | overhead us/layer | median LOO error | within 25% | "
-          "small (<5 GMACs) LOO | large LOO |")
-    print("|---|---|---|---|---|---|---|---|---|")
+            fig.append(f"| {group} | {x['board']} | {x['model']} | {x['input']} | {x['precision'].upper()} | "
+                       f"{x['timing']} | {x['gmacs']:.2f} | {x['latency_ms']:.3g} | {loo} |")
+    summ = ["| group | precision | figures | efficiency | overhead us/layer | median LOO error | within 25% | "
+            "small (<5 GMACs) LOO | large LOO |", "|---|---|---|---|---|---|---|---|---|"]
     for group, g in result["groups"].items():
         for prec, f in g["fits"].items():
             sub = [x for x in g["rows"] if x["precision"] == prec and x["loo_error"] is not None]
             small = [x["loo_error"] for x in sub if x["gmacs"] < SMALL_GMACS]
             large = [x["loo_error"] for x in sub if x["gmacs"] >= SMALL_GMACS]
             med = "n/a" if f["median_abs_loo_error"] is None else f"{f['median_abs_loo_error']:.0%}"
-            print(f"| {group} | {prec.upper()} | {f['figures']} | {f['efficiency']:.3g} | "
-                  f"{f['layer_overhead_us']:.3g} | {med} | {f['within_25pct']}/{f['loo_n']} | {_range(small)} | "
-                  f"{_range(large)} |")
-
+            summ.append(f"| {group} | {prec.upper()} | {f['figures']} | {f['efficiency']:.3g} | "
+                        f"{f['layer_overhead_us']:.3g} | {med} | {f['within_25pct']}/{f['loo_n']} | {_range(small)} | "
+                        f"{_range(large)} |")
+    return "\n".join(fig), "\n".join(summ)
 
 
 def _range(v: list[float]) -> str:

@@ -1,0 +1,117 @@
+"""README's generated tables equal what benchmarks/results/*.json give (benchmarks/readme_tables.py --check), and the
+renderer on tiny fake results: the machine line from a `machine` record, "machine not recorded" without one, the
+demo table's ranges over passes, and --check naming a stale table. No training, no timing."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "benchmarks" / "readme_tables.py"
+
+
+@pytest.fixture(scope="module")
+def rt():
+    spec = importlib.util.spec_from_file_location("readme_tables", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["readme_tables"] = mod  # dataclasses look their module up there
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_readme_matches_committed_json(rt):
+    text = (ROOT / "README.md").read_text()
+    assert rt.problems(text) == []
+    assert set(rt.blocks(text)) == set(rt.TABLES)
+    for name, body in rt.blocks(text).items():  # every table names its machine (or says it was not recorded)
+        assert body.startswith(("Machine: ", "Machine not recorded")), name
+
+
+MACHINE = {"cpu": "Fake CPU 9000", "logical_cpus": 4, "physical_cores": 2, "isa": ["avx2", "avx512_vnni"],
+           "usable_cpus": 2, "versions": {"cpu": "Fake CPU 9000"}}
+
+
+def kd_doc(**extra) -> dict:
+    rows = [{"loss": loss, "seed": s, "test_top1": top1, "seconds": 100.0 + s}
+            for loss, s, top1 in (("ce", 0, 80.0), ("kd", 0, 82.0), ("ce", 1, 81.0), ("kd", 1, 84.0))]
+    return {"args": {"epochs": "3"}, "rows": rows, **extra}
+
+
+def test_machine_line_from_record_and_not_recorded(rt, tmp_path):
+    (tmp_path / "kd_vs_scratch.json").write_text(json.dumps(kd_doc(machine=MACHINE)))
+    out = rt.render("kd_vs_scratch", tmp_path)
+    first = out.splitlines()[0]
+    assert first.startswith("Machine: Fake CPU 9000, 2 usable CPUs, ISA flags avx2, avx512_vnni (not: avx512f")
+    assert "seeds 0, 1, 3 epochs" in first
+    assert "| Hinton KD (T=4, alpha=0.9) | 2 | 83.00 | 82.00, 84.00 | 100 |" in out
+
+    (tmp_path / "kd_vs_scratch.json").write_text(json.dumps(kd_doc()))  # no machine, no versions
+    assert rt.render("kd_vs_scratch", tmp_path).startswith("Machine not recorded (the JSON has no machine record)")
+    (tmp_path / "kd_vs_scratch.json").write_text(json.dumps(kd_doc(versions={"cpu": "AMD EPYC"})))
+    assert rt.render("kd_vs_scratch", tmp_path).startswith(
+        "Machine not recorded (the JSON's library versions name the CPU only: AMD EPYC; ISA flags unknown)")
+    (tmp_path / "kd_vs_scratch.json").write_text(json.dumps(kd_doc(system={**MACHINE, "isa": []})))
+    assert "ISA flags none of avx2" in rt.render("kd_vs_scratch", tmp_path)
+
+
+def demo_doc() -> dict:
+    def model(key, runtime, precision, top1, passes, parity="pass"):
+        return {"key": key, "model": "student tiny", "runtime": runtime, "precision": precision,
+                "executed": precision, "top1": top1, "parity": parity, "size_mb": 1.0,
+                "p50_ms_per_pass": passes, "p50_ms": sorted(passes)[len(passes) // 2],
+                "fps": 1000 / sorted(passes)[len(passes) // 2]}
+
+    return {"compress": {"command": ["edgekd", "compress", "--out", "runs/x"], "wall_s": 275.0, "peak_rss_mb": 1700,
+                         "reused_stages": False},
+            "retime": {"passes": 3, "iters": 200, "warmup": 20, "threads": 2, "batch": 1},
+            "metric": "top1", "test_samples": 1000, "teacher_top1": 95.6, "student_top1": 90.0,
+            "models": [model("student-torch", "torch", "fp32", 90.0, [5.0, 6.0, 7.0], "reference"),
+                       model("onnx-fp32", "onnxruntime", "fp32", 90.0, [1.0, 1.2, 1.1]),
+                       model("onnx-int8", "onnxruntime", "int8", 89.5, [2.0, 2.4, 2.2])],
+            "deploy": {"model": "onnx-fp32", "fastest": "onnx-fp32", "method": "3 alternating passes",
+                       "statement": "deploy onnx-fp32 (p50 1.10 ms, fastest policy): the fastest model"},
+            "bundle_models": [{"format": "onnx", "precision": "fp32", "role": "deploy"},
+                              {"format": "onnx", "precision": "int8", "role": "int8, for devices where int8 pays"}],
+            "machine": MACHINE, "load_average_1min": {"start": 1.2, "after_compress": 3.4, "after_retime": 2.0}}
+
+
+def test_demo_table_shows_ranges_and_the_bundles_statement(rt, tmp_path):
+    (tmp_path / "demo.json").write_text(json.dumps(demo_doc()))
+    out = rt.render("demo", tmp_path)
+    assert out.startswith("Machine: Fake CPU 9000")
+    assert "re-timed in 3 alternating passes" in out.splitlines()[0]
+    assert "p50 ms: median (min-max over 3 passes)" in out
+    assert ("| student tiny | onnxruntime | int8 (int8) | 89.50 | 2.20 (2.00-2.40) | 455 | 1.00 | pass | "
+            "int8 beside it |") in out
+    assert "| student tiny | onnxruntime | fp32 (fp32) | 90.00 | 1.10 (1.00-1.20) | 909 | 1.00 | pass | deploy |" in out
+    assert "onnxruntime int8 -0.50" in out
+    assert "ONNX Runtime's int8 runs at 0.50x its FP32 speed" in out
+    assert '"deploy onnx-fp32 (p50 1.10 ms, fastest policy): the fastest model"' in out
+    assert "4 min 35 s wall, peak RSS 1.7 GB" in out
+    assert "after compress and after the re-timing: 1.2, 3.4, 2.0 on 2 CPUs" in out
+
+
+def test_check_names_a_stale_table_and_update_fixes_it(rt, tmp_path):
+    (tmp_path / "kd_vs_scratch.json").write_text(json.dumps(kd_doc()))
+    stale = f"intro\n\n{rt.opening('kd_vs_scratch')}\nold numbers\n{rt.CLOSING}\n\nafter\n"
+    bad = rt.problems(stale, tmp_path, ["kd_vs_scratch"])
+    assert len(bad) == 1 and "'kd_vs_scratch' differs from kd_vs_scratch.json" in bad[0]
+    fixed = rt.update(stale, tmp_path)
+    assert rt.problems(fixed, tmp_path, ["kd_vs_scratch"]) == []
+    assert fixed.startswith("intro\n\n") and fixed.endswith(f"{rt.CLOSING}\n\nafter\n")
+    assert rt.update(fixed, tmp_path) == fixed
+    assert "generated table 'kd_vs_scratch' is missing" in rt.problems("no markers", tmp_path, ["kd_vs_scratch"])[0]
+
+
+def test_check_cli_exit_code(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text((ROOT / "README.md").read_text().replace("| labels only (CE) | 2 |", "| labels only (CE) | 3 |"))
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--check", "--readme", str(readme)], capture_output=True,
+                          text=True, cwd=ROOT)
+    assert proc.returncode == 1
+    assert proc.stdout.strip().splitlines() == [
+        "README.md: table 'kd_vs_scratch' differs from kd_vs_scratch.json; run python benchmarks/readme_tables.py"]
