@@ -19,6 +19,7 @@ from typing import Any
 
 from edgekd.config import RunConfig
 from edgekd.errors import ConfigError
+from edgekd.integrity import sha256  # standard library only: no start-up cost
 from edgekd.progress import console
 from edgekd.targets import Target
 
@@ -154,7 +155,7 @@ def _portable(result: Any, root: Path) -> tuple[Any, list[list], dict[str, str]]
                     rel = v[len(pre) + 1:]
                     pointers.append(at)
                     if (root / rel).is_file() and rel not in files:
-                        files[rel] = _sha256(root / rel)
+                        files[rel] = sha256(root / rel)
                     return rel
         return v
 
@@ -171,14 +172,6 @@ def _localize(result: Any, pointers: list[list], root: Path) -> Any:
     return result
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _stale(saved: dict, root: Path) -> str | None:
     """Why a stage record whose options match cannot be reused (an output missing or changed), or None."""
     if saved.get("version") != STAGE_RECORD_VERSION:
@@ -187,7 +180,7 @@ def _stale(saved: dict, root: Path) -> str | None:
         f = root / rel
         if not f.is_file():
             return f"{rel} is missing"
-        if _sha256(f) != digest:
+        if sha256(f) != digest:
             return f"{rel} changed since it was written"
     return None
 
@@ -208,7 +201,7 @@ def refresh_record(root: Path, name: str) -> None:
     added to the bundle after its stage ran); missing files stay missing, so a rerun still rebuilds them."""
     cache = root / "stages" / f"{name}.json"
     saved = json.loads(cache.read_text())
-    saved["files"] = {rel: _sha256(root / rel) if (root / rel).is_file() else digest
+    saved["files"] = {rel: sha256(root / rel) if (root / rel).is_file() else digest
                       for rel, digest in saved.get("files", {}).items()}
     tmp = cache.with_suffix(".tmp")
     tmp.write_text(json.dumps(saved, indent=2))

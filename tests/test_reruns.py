@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from edgekd import pipeline
+from edgekd.integrity import sha256
 
 
 def test_stage_record_paths_are_relative_and_follow_a_moved_run(tmp_path):
@@ -19,7 +20,7 @@ def test_stage_record_paths_are_relative_and_follow_a_moved_run(tmp_path):
     raw = (a / "stages" / "export.json").read_text()
     assert str(a) not in raw and "/data/photos/x.jpg" in raw  # outside the run: kept as given
     saved = json.loads(raw)
-    assert saved["files"] == {"export/m.onnx": pipeline._sha256(a / "export" / "m.onnx")}
+    assert saved["files"] == {"export/m.onnx": sha256(a / "export" / "m.onnx")}
     a.rename(tmp_path / "b")  # a moved (or copied) run reads its own files
     b = tmp_path / "b"
     loaded = pipeline._load_record(b / "stages" / "export.json", b)
