@@ -276,7 +276,7 @@ def run_edgekd(args, seed: int, workdir: Path) -> dict:
         return json.loads((run_dir / "stages" / f"{name}.json").read_text())["result"]
 
     distill, teacher, verify = stage("distill"), stage("teacher"), stage("verify")
-    int8_xml = next((Path(e["path"]) for e in stage("quantize")
+    int8_xml = next((run_dir / e["path"] for e in stage("quantize")  # run-relative (an absolute path stays)
                      if e.get("format") == "openvino" and e.get("precision") == "int8"),
                     run_dir / "export" / "student-int8.xml")
     fp32_xml = run_dir / "export" / "student-fp32.xml"
