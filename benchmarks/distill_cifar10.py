@@ -55,6 +55,7 @@ def main() -> None:
     import os
 
     from edgekd._deps import tool_versions
+    from edgekd.bench.system import system_info
     from edgekd.config import load_recipe, make_config
     from edgekd.pipeline import run
     from edgekd.targets import load_target
@@ -81,7 +82,7 @@ def main() -> None:
                          "wall_s": time.time() - t0})
             args.out.mkdir(parents=True, exist_ok=True)
             out_json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows,
-                                            "versions": tool_versions()}, indent=2))
+                                            "versions": tool_versions(), "machine": system_info()}, indent=2))
     print_table(rows)
     print(f"\nwritten {out_json}")
 

@@ -111,6 +111,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from edgekd._deps import tool_versions
+    from edgekd.bench.system import system_info
     from edgekd.targets import load_target
 
     target = load_target("cpu-x86")
@@ -137,7 +138,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / "export_matrix.json"
     out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "target": target.name,
-                               "rows": rows, "versions": tool_versions()}, indent=2))
+                               "rows": rows, "versions": tool_versions(), "machine": system_info()}, indent=2))
     print(f"\nwritten {out}")
 
 

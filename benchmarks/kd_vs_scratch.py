@@ -25,6 +25,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from edgekd._deps import tool_versions
+    from edgekd.bench.system import system_info
     from edgekd.config import make_config
     from edgekd.pipeline import run
     from edgekd.targets import load_target
@@ -51,7 +52,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / "kd_vs_scratch.json"
     out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows,
-                               "versions": tool_versions()}, indent=2))
+                               "versions": tool_versions(), "machine": system_info()}, indent=2))
     print(f"\nwritten {out}")
 
 

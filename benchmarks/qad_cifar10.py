@@ -80,10 +80,11 @@ def main() -> None:
     rows = table(runs, walls, args)
     args.out.mkdir(parents=True, exist_ok=True)
     from edgekd._deps import tool_versions
+    from edgekd.bench.system import system_info
 
     out_json = args.out / "qad_cifar10.json"
     out_json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows,
-                                    "versions": tool_versions()}, indent=2))
+                                    "versions": tool_versions(), "machine": system_info()}, indent=2))
     print(f"\nwritten {out_json}")
 
 

@@ -188,11 +188,14 @@ def main() -> None:
     kd_gain = [rows[-2]["per_seed"][str(s)]["miou"] - rows[-3]["per_seed"][str(s)]["miou"] for s in seeds]
     int8_delta = [rows[-1]["per_seed"][str(s)]["miou"] - rows[-2]["per_seed"][str(s)]["miou"] for s in seeds]
     h, w = data.preprocess.size
+    from edgekd.bench.system import system_info
+
     result = {"data": str(DATA), "split": {"train": len(data.train), "val": len(data.val), "test": len(data.test)},
               "input": [h, w], "seeds": seeds, "seed_result": SEED, "rows": rows,
               "kd_minus_scratch_miou": kd_gain, "int8_minus_fp32_miou": int8_delta,
               "args": {k: str(v) for k, v in vars(args).items()},
-              "quantize": {str(s): json.loads((kd_dirs[s] / "quantize.json").read_text()) for s in seeds}}
+              "quantize": {str(s): json.loads((kd_dirs[s] / "quantize.json").read_text()) for s in seeds},
+              "machine": system_info()}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"seg_crackforest{args.tag}.json").write_text(json.dumps(result, indent=2))
     print(f"\nCrackForest test split ({len(data.test)} images at {h}x{w}; train {len(data.train)}, "
