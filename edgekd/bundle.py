@@ -253,6 +253,16 @@ def _quantization(q: dict) -> str:
     return ", ".join(parts)
 
 
+def _teacher_check(c: dict | None) -> str:
+    """report.md's line on the teacher check (empty when it did not run)."""
+    if not c:
+        return ""
+    verdict = "better than" if c["teacher_better"] else "**not better** than"
+    return (f"Teacher check: {c['teachers']} scored {c['teacher_val']:.2f} validation {c['metric']}, {verdict} a "
+            f"labels-only student after {c['probe_epochs']} epoch{'s' if c['probe_epochs'] != 1 else ''} "
+            f"({c['probe_val']:.2f}).\n\n")
+
+
 def _report(r, rows: list[dict], table: str, manifest: dict) -> str:
     cfg = r.cfg
     return (
@@ -260,6 +270,7 @@ def _report(r, rows: list[dict], table: str, manifest: dict) -> str:
         f"Data: `{cfg.data}` ({len(r.data.classes)} classes). Teacher: `{r.results['teacher']['arch']}` "
         f"({r.results['teacher']['how']}). Student: `{cfg.student}`, "
         f"schedule {_schedule(cfg)}. int8: {_quantization(manifest['quantization'])}.\n\n"
+        f"{_teacher_check(r.results['distill'].get('teacher_check'))}"
         f"**Deploy:** {manifest['deploy']['statement']} (timing: {manifest['deploy']['method']}).\n\n"
         f"{'mIoU' if cfg.task == 'segment' else 'Accuracy'} on {r.results['verify']['samples']} held-out test "
         f"images; latency measured on this machine at "

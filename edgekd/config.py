@@ -87,6 +87,11 @@ class RunConfig(BaseModel):
                                   "60-epoch teacher short once it has stopped learning); off for builtin:shapes10 "
                                   "(the demo and its published numbers) and for segmentation (small U-Nets sat "
                                   "on flat validation mIoU for 13-22 epochs in the CrackForest runs, see README)")
+    teacher_check: NonNegativeInt | None = Field(
+        default=None, description="epochs of a labels-only probe student whose best validation score the teacher "
+        "must beat before distilling (one warning line when it does not; the student itself is untouched). 0 = off. "
+        "Default: a tenth of the student's epochs, at most 3, on a user's data (off under 10 epochs); off for "
+        "builtin:shapes10")
     student: str | None = Field(default=None, description="default: mobilevit_xxs; segment: "
                                 "unet_mobilenetv3_large_100, or unet_plain16 on FPGA targets")
     student_weights: str = Field(default="auto", min_length=1, description="the student's start: auto (timm's "
@@ -198,6 +203,9 @@ def resolve(cfg: RunConfig, device: str | None = None) -> RunConfig:
                           "classes themselves")
     if cfg.patience is None:
         fill["patience"] = default_patience(cfg.data, cfg.task)
+    if cfg.teacher_check is None:  # a short probe costs a tenth of the student's training, at most 3 epochs
+        epochs = cfg.stages and sum(s.epochs for s in cfg.stages) or cfg.epochs
+        fill["teacher_check"] = 0 if cfg.data.startswith("builtin:") else min(3, epochs // 10)
     return cfg.model_copy(update=fill) if fill else cfg
 
 

@@ -194,8 +194,9 @@ def distill(r: Run) -> dict:
     # its start (ImageNet, hub, file or random) is recorded in the card and the bundle manifest
     student, start = build(cfg.student, len(data.classes), cfg.student_weights, f"student {cfg.student}",
                            "--student-weights", synthetic=cfg.data.startswith(BUILTIN_PREFIX))
+    check: dict = {}
     res, stages = distill_student(student, data, cfg, r.results["teacher"]["teachers"],
-                                  r.path("student", f"train-{r.stage_key}"))
+                                  r.path("student", f"train-{r.stage_key}"), check=check)
     rep = test_report(student, loader(data.test, data.preprocess, data.eval_batch, shuffle=False), data.classes)
     out = r.path("student", "student.safetensors")
     from edgekd.pipeline import rank
@@ -206,7 +207,8 @@ def distill(r: Run) -> dict:
             "preprocess": data.preprocess.to_dict(), "metric": m, **scores,
             "per_class": rep["per_class"], "select_metric": cfg.select_metric, "best_val": res.best_val,
             "best_epoch": res.best_epoch, "stopped_early": res.stopped_early, "stages": stages, "loss": cfg.loss,
-            "params_m": sum(p.numel() for p in student.parameters()) / 1e6, "weights": start}
+            "params_m": sum(p.numel() for p in student.parameters()) / 1e6, "weights": start,
+            **({"teacher_check": check} if check else {})}
     if rank() == 0:
         save_checkpoint(student, out, card)
     extra = (f"macro-F1 {rep['macro_f1']:.2f}" if m == "top1" else

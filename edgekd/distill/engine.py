@@ -100,11 +100,13 @@ class _Call(nn.Module):
 
 def distill_student(student: nn.Module, data: DataSplits, cfg: RunConfig, teacher_cards: list[dict],
                     workdir: Path, stages: list[StageSpec] | None = None,
-                    tweak: dict | None = None) -> tuple[TrainResult, list[dict]]:
+                    tweak: dict | None = None, check: dict | None = None) -> tuple[TrainResult, list[dict]]:
     """Train ``student`` through the schedule; returns the last stage's result and every stage's summary.
 
     ``stages`` replaces the recipe's schedule and ``tweak`` overrides fields of every stage's TrainSettings
-    (quantization-aware distillation uses both: its own short, low-LR stage with BatchNorm frozen).
+    (quantization-aware distillation uses both: its own short, low-LR stage with BatchNorm frozen). With
+    ``cfg.teacher_check`` epochs and teachers, the teachers are first checked against a labels-only probe student
+    (:func:`teacher_check`); its record goes into ``check`` when a dict is given.
     """
     stages = stages or schedule(cfg)
     mixes = [build_mix(st) for st in stages]
@@ -129,6 +131,10 @@ def distill_student(student: nn.Module, data: DataSplits, cfg: RunConfig, teache
     train_dl = loader(data.train, base, cfg.batch_size, shuffle=True, augment=cfg.augment,
                       seed=cfg.seed, views=views, balanced=cfg.sampler == "balanced", crop_scale=cfg.crop_scale)
     val_dl = loader(data.val, data.preprocess, data.eval_batch, shuffle=False)
+    if teachers and tweak is None and cfg.teacher_check:
+        rec = teacher_check(student, teaching, data, cfg, base, train_dl, val_dl, workdir / "teacher-check")
+        if check is not None:
+            check.update(rec)
     weighted = _class_weights(cfg, data, mixes)
     summary, res = [], None
     for i, (st, mix) in enumerate(zip(stages, mixes, strict=True)):
@@ -150,6 +156,64 @@ def distill_student(student: nn.Module, data: DataSplits, cfg: RunConfig, teache
                         "best_val": res.best_val, "best_epoch": res.best_epoch, "stopped_early": res.stopped_early,
                         "history": res.history})
     return res, summary
+
+
+LABELS_ONLY = {"classify": "ce", "segment": "dice_ce"}
+
+
+@torch.no_grad()
+def teacher_score(teaching: Teaching, val_dl, metric: str) -> float:
+    """The validation score of the teachers as the student is taught: their prior-weighted mean probability (one
+    teacher: its own logits). ``val_dl`` yields batches in the teachers' source view."""
+    import numpy as np
+
+    from edgekd.distill.trainer import score
+
+    prior = teaching.prior if teaching.prior is not None else torch.ones(len(teaching.teachers))
+    out = []
+    for x, *_ in val_dl:
+        probs = [t(x).float().softmax(1) for t in teaching.teachers]
+        out.append(torch.log(sum(w * p for w, p in zip(prior.tolist(), probs, strict=True)) + 1e-12).cpu())
+    targets = val_dl.dataset.src
+    truth = targets.masks if getattr(targets, "masks", None) is not None else targets.labels
+    return score(metric, torch.cat(out).numpy(), np.asarray(truth))
+
+
+def teacher_check(student: nn.Module, teaching: Teaching, data: DataSplits, cfg: RunConfig, base, train_dl,
+                  val_dl, workdir: Path) -> dict:
+    """Is the teacher better than what labels alone teach? A copy of the untrained student is trained on labels
+    only for ``cfg.teacher_check`` epochs (same data, augmentation, optimiser and seed; the student itself is not
+    touched) and its best validation score is compared with the teachers'. A teacher that is not better gets one
+    warning line: KD at a high alpha pulls the student toward a weaker model (issue 20). Returns the record kept in
+    the student's card."""
+    import copy
+
+    from edgekd.distill.metrics import METRIC_LABEL
+
+    metric = cfg.select_metric
+    t_val = teacher_score(teaching, loader(data.val, base, data.eval_batch, shuffle=False), metric)
+    probe = copy.deepcopy(student)
+    settings = TrainSettings(cfg.teacher_check, cfg.lr, cfg.weight_decay, cfg.warmup_epochs, cfg.seed, cfg.optimizer,
+                             metric, keep="best", mixup=cfg.mixup, cutmix=cfg.cutmix, num_classes=len(data.classes))
+    loss = LossMix([(LABELS_ONLY[data.task], 1.0, build_loss(LABELS_ONLY[data.task]))])
+    res = fit(probe, train_dl, val_dl, loss, settings, workdir, Teaching(student_view=teaching.student_view),
+              desc=f"labels-only probe {cfg.student}")
+    del probe
+    names = " + ".join(t.name for t in teaching.teachers)
+    better = t_val > res.best_val
+    rec = {"teachers": names, "metric": metric, "teacher_val": t_val, "probe_val": res.best_val,
+           "probe_epochs": cfg.teacher_check, "teacher_better": better}
+    label, n = METRIC_LABEL[metric], cfg.teacher_check
+    epochs = f"{n} epoch{'s' if n != 1 else ''}"
+    if better:
+        console.print(f"teacher check: {names} scores {t_val:.2f} val {label}, above a labels-only {cfg.student} "
+                      f"after {epochs} ({res.best_val:.2f})", soft_wrap=True, markup=False)
+    else:
+        console.print(f"[yellow]warning:[/] teacher check: {names} scores {t_val:.2f} val {label}, no better than a "
+                      f"labels-only {cfg.student} after only {epochs} ({res.best_val:.2f}); "
+                      f"distilling from it (alpha {cfg.alpha}) pulls the student toward a weaker model. Use a "
+                      f"stronger or pretrained teacher, a lower alpha, or `loss: ce`", soft_wrap=True)
+    return rec
 
 
 def _class_weights(cfg: RunConfig, data: DataSplits, mixes: list[LossMix]) -> list[str]:
