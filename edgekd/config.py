@@ -87,6 +87,10 @@ class RunConfig(BaseModel):
                                   "60-epoch teacher short once it has stopped learning); off for builtin:shapes10 "
                                   "(the demo and its published numbers) and for segmentation (small U-Nets sat "
                                   "on flat validation mIoU for 13-22 epochs in the CrackForest runs, see README)")
+    stem_stride: PositiveInt | None = Field(
+        default=None, description="stride of the student's first convolution (a timm classifier's first_conv); 1 "
+        "keeps small inputs (CIFAR's 32 px) at full resolution through the stem instead of upsampling them 2x; "
+        "default: the architecture's own (2 for most)")
     teacher_check: NonNegativeInt | None = Field(
         default=None, description="epochs of a labels-only probe student whose best validation score the teacher "
         "must beat before distilling (one warning line when it does not; the student itself is untouched). 0 = off. "

@@ -61,7 +61,7 @@ STAGE_DEPS: list[tuple[str, tuple[str, ...]]] = [
                  "student_weights",
                  "losses", "features", "stages", "optimizer", "warmup_epochs", "select_metric", "augment",
                  "teacher_cache_views", "crop_scale", "mixup", "cutmix", "sampler", "patience", "class_weights",
-                 "teacher_check")),
+                 "teacher_check", "stem_stride")),
     ("export", ()),
     ("quantize", ("calib_samples", "quant_preset", "quantize_method", "quant_ignored_scope", "qad_epochs", "qad_lr",
                   "qad_losses", "max_accuracy_drop", "max_fp32_layers")),

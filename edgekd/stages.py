@@ -97,7 +97,8 @@ def preflight(r: Run) -> None:
 
     # the untrained student through the target's runtimes: an op they refuse fails now, not after training
     size = 64 if cfg.task == "segment" else cfg.image_size or 64  # op support does not depend on the size
-    checked = preflight_student(cfg.student, len(r.data.classes) if cfg.task == "segment" else 10, size, r.target)
+    checked = preflight_student(cfg.student, len(r.data.classes) if cfg.task == "segment" else 10, size, r.target,
+                                stem_stride=cfg.stem_stride)
     console.print(f"pre-flight: untrained {cfg.student} runs in {', '.join(checked)} ({r.target.name})")
 
 
@@ -194,6 +195,10 @@ def distill(r: Run) -> dict:
     # its start (ImageNet, hub, file or random) is recorded in the card and the bundle manifest
     student, start = build(cfg.student, len(data.classes), cfg.student_weights, f"student {cfg.student}",
                            "--student-weights", synthetic=cfg.data.startswith(BUILTIN_PREFIX))
+    if cfg.stem_stride is not None:  # the stride does not change the weights: any start loads the same
+        from edgekd.models.factory import adapt_stem
+
+        adapt_stem(student, cfg.stem_stride, cfg.student)
     check: dict = {}
     res, stages = distill_student(student, data, cfg, r.results["teacher"]["teachers"],
                                   r.path("student", f"train-{r.stage_key}"), check=check)
@@ -208,6 +213,7 @@ def distill(r: Run) -> dict:
             "per_class": rep["per_class"], "select_metric": cfg.select_metric, "best_val": res.best_val,
             "best_epoch": res.best_epoch, "stopped_early": res.stopped_early, "stages": stages, "loss": cfg.loss,
             "params_m": sum(p.numel() for p in student.parameters()) / 1e6, "weights": start,
+            **({"stem_stride": cfg.stem_stride} if cfg.stem_stride is not None else {}),
             **({"teacher_check": check} if check else {})}
     if rank() == 0:
         save_checkpoint(student, out, card)

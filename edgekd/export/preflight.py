@@ -143,7 +143,7 @@ def problem_message(target: Target, arch: str, problem: OpProblem) -> str:
 
 
 def preflight_student(arch: str, num_classes: int, image_size: int | tuple[int, int], target: Target,
-                      work_dir: Path | None = None) -> list[str]:
+                      work_dir: Path | None = None, stem_stride: int | None = None) -> list[str]:
     """Export the untrained ``arch`` at ``image_size`` to ONNX and check it against every runtime of ``target``.
 
     Args:
@@ -152,6 +152,7 @@ def preflight_student(arch: str, num_classes: int, image_size: int | tuple[int, 
         image_size: input side, or (height, width).
         target: the loaded target.
         work_dir: where the temporary ONNX goes (default: a temporary folder, removed afterwards).
+        stem_stride: the student's first-convolution stride when the run sets one (``stem_stride``).
 
     Returns:
         The runtimes checked, e.g. ``["onnxruntime", "openvino"]``.
@@ -166,7 +167,7 @@ def preflight_student(arch: str, num_classes: int, image_size: int | tuple[int, 
     from edgekd.models.factory import create_timm
 
     h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
-    model = create_timm(arch, num_classes).eval()
+    model = create_timm(arch, num_classes, stem_stride=stem_stride).eval()
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
         path = Path(tmp) / f"{arch}-preflight.onnx"
         try:

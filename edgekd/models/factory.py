@@ -14,11 +14,15 @@ from torch import nn
 from edgekd.errors import ModelError, reason, writing
 
 
-def create_timm(name: str, num_classes: int, pretrained: bool = False) -> nn.Module:
+def create_timm(name: str, num_classes: int, pretrained: bool = False, stem_stride: int | None = None) -> nn.Module:
     """A classifier with ``num_classes`` outputs: edgekd's own CIFAR ResNets (``cifar_resnet56``...) or any timm
-    model; unknown names get the closest suggestions."""
+    model; unknown names get the closest suggestions. ``stem_stride`` sets the stride of a timm model's first
+    convolution (:func:`adapt_stem`)."""
     from edgekd.models import cifar_resnet, segmentation
 
+    if stem_stride is not None and (name in cifar_resnet.DEPTHS or segmentation.is_seg_model(name)):
+        raise ModelError(f"stem_stride applies to timm classifiers, not {name} (CIFAR ResNets already keep 32 px "
+                         f"at stride 1; U-Nets keep their resolution)")
     if name in cifar_resnet.DEPTHS:
         return cifar_resnet.create(name, num_classes)
     if segmentation.is_seg_model(name):
@@ -30,9 +34,33 @@ def create_timm(name: str, num_classes: int, pretrained: bool = False) -> nn.Mod
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ModelError(f"unknown timm model {name!r}{hint}")
     try:
-        return timm.create_model(name, pretrained=pretrained, num_classes=num_classes)
+        model = timm.create_model(name, pretrained=pretrained, num_classes=num_classes)
     except Exception as exc:  # noqa: BLE001 - hub/network errors become one line
         raise ModelError(f"cannot create timm model {name!r}: {reason(exc)}") from exc
+    return adapt_stem(model, stem_stride, name)
+
+
+def adapt_stem(model: nn.Module, stride: int | None, name: str) -> nn.Module:
+    """Set the stride of the model's first convolution (timm's ``pretrained_cfg["first_conv"]``, every branch of a
+    re-parameterisable stem) to ``stride``; None leaves the model as built.
+
+    A stride-1 stem keeps a small input (CIFAR's 32 px) at full resolution where a stride-2 stem would halve it,
+    instead of upsampling the images 2x: after the stem the feature maps match the 2x-upsampled input's, and the
+    stem itself costs a quarter. Weights do not depend on the stride, so pretrained weights load unchanged; the
+    exported ONNX and its int8 versions carry the stride like any other attribute.
+    """
+    if stride is None:
+        return model
+    first = (getattr(model, "pretrained_cfg", None) or {}).get("first_conv")
+    if not first:
+        raise ModelError(f"{name}: timm names no first convolution for it (pretrained_cfg has no first_conv), so "
+                         f"stem_stride cannot be applied")
+    for path in [first] if isinstance(first, str) else list(first):
+        conv = model.get_submodule(path)
+        if not isinstance(conv, nn.Conv2d):
+            raise ModelError(f"{name}: its first_conv {path} is a {type(conv).__name__}, not a convolution")
+        conv.stride = (stride, stride)
+    return model
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -126,7 +154,7 @@ def load_checkpoint(path: Path) -> tuple[nn.Module, dict[str, Any]]:
         arch, n = card["arch"], len(card["classes"])
     except (ValueError, KeyError) as exc:
         raise ModelError(f"{card_path}: malformed model card ({exc})") from exc
-    model = create_timm(arch, n)
+    model = create_timm(arch, n, stem_stride=card.get("stem_stride"))
     if not load_weights(model, read_state_dict(path), str(path)):
         raise ModelError(f"{path}: head does not match the {n} classes of its card")
     return model.eval(), card
