@@ -104,7 +104,10 @@ def check_openvino(path: Path) -> OpProblem | None:
     if missing:
         return OpProblem("openvino", missing, "query_model: not supported on CPU")
     try:
-        core.compile_model(model, "CPU")
+        # one thread: the compile only proves the graph compiles, and a run then starts its loader workers; the
+        # one heap corruption seen in the tests followed an OpenVINO model compiled with 2 threads, then workers
+        # (README, Tests); a single-threaded compile keeps pre-flight out of that sequence
+        core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": 1})
     except Exception as exc:  # noqa: BLE001
         return OpProblem("openvino", ("?",), reason(exc))
     return None
