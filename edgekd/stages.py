@@ -15,7 +15,6 @@ from edgekd.progress import console
 SEG_VERIFY_MAX = 200  # segmentation test images verify holds in memory at once (dense logits per runtime)
 # teachers trained by this project and shipped under models/ (with a model card), by (data, arch)
 SHIPPED_TEACHERS = {("builtin:shapes10", "mobilevit_s"): "shapes10-mobilevit_s.safetensors"}
-MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
 
 def _inputs(r: Run, split: str, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -149,7 +148,9 @@ def teacher(r: Run) -> dict:
         recipe = TeacherRecipe(arch=cfg.teacher_arch, epochs=cfg.teacher_epochs, seed=cfg.seed, **_fit_opts(cfg))
         weights, shipped = cfg.teacher_arch_weights, None
         if (cfg.data, cfg.teacher_arch) in SHIPPED_TEACHERS:
-            shipped = MODELS_DIR / SHIPPED_TEACHERS[(cfg.data, cfg.teacher_arch)]
+            from edgekd.shipped import shipped_dir
+
+            shipped = shipped_dir("models") / SHIPPED_TEACHERS[(cfg.data, cfg.teacher_arch)]
             shipped = shipped if shipped.is_file() else None
             weights = shipped or weights
         out = r.path("teacher", "teacher0.safetensors")

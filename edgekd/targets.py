@@ -192,12 +192,10 @@ def not_this_machine(target: Target) -> str | None:
 
 
 def targets_dir() -> Path:
-    """The folder of shipped target YAMLs (repository checkout or installed copy)."""
-    here = Path(__file__).resolve().parent
-    for cand in (here.parent / "targets", here / "_targets"):
-        if cand.is_dir():
-            return cand
-    raise ConfigError("no targets/ folder found next to the edgekd package")
+    """The folder of shipped target YAMLs (repository checkout or the copy packaged in an installed wheel)."""
+    from edgekd.shipped import shipped_dir
+
+    return shipped_dir("targets")
 
 
 def list_targets() -> list[str]:

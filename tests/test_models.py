@@ -63,9 +63,12 @@ def test_shipped_teacher_loads_and_knows_shapes10():
     import numpy as np
 
     from edgekd.data import load_data
-    from edgekd.stages import MODELS_DIR, SHIPPED_TEACHERS
+    from edgekd.shipped import shipped_dir
+    from edgekd.stages import SHIPPED_TEACHERS
 
-    path = MODELS_DIR / SHIPPED_TEACHERS[("builtin:shapes10", "mobilevit_s")]
+    models_dir = shipped_dir("models")
+
+    path = models_dir / SHIPPED_TEACHERS[("builtin:shapes10", "mobilevit_s")]
     model, card = load_checkpoint(path)
     assert card["arch"] == "mobilevit_s" and card["test_top1"] > 80
     data = load_data("builtin:shapes10", max_train=10, max_eval=200)
@@ -73,7 +76,7 @@ def test_shipped_teacher_loads_and_knows_shapes10():
     with torch.no_grad():
         acc = float((model(x).argmax(1).numpy() == data.test.labels).mean() * 100)
     assert acc > 75, acc
-    assert (MODELS_DIR / "shapes10-mobilevit_s.md").is_file()
+    assert (models_dir / "shapes10-mobilevit_s.md").is_file()
     assert np.isfinite(acc)
 
 
