@@ -66,7 +66,7 @@ def prepare(name: str, size: int, work: Path, calib: int) -> dict:
     import torch
 
     from edgekd.artifacts import ExportedModel
-    from edgekd.export.base import get_exporter
+    from edgekd.export.catalog import get_exporter
     from edgekd.export.onnx import export_torch
     from edgekd.quantize.ptq import quantize
 

@@ -40,7 +40,7 @@ def run_student(arch: str, size: int, n: int, nq: int, tmp: Path, target) -> lis
     import torch
 
     from edgekd.artifacts import ExportedModel
-    from edgekd.export.base import get_exporter
+    from edgekd.export.catalog import get_exporter
     from edgekd.export.onnx import export_torch
     from edgekd.export.openvino import OpenVinoExporter
     from edgekd.export.qonnx import QonnxExporter

@@ -96,7 +96,7 @@ def train_wait(spec: str, size: int, n: int | None, student: str, epochs: int, n
 
     from edgekd.data.torchdata import loader
     from edgekd.distill import trainer
-    from edgekd.distill.losses import build_loss
+    from edgekd.distill.catalog import build_loss
     from edgekd.models.factory import create_timm
 
     data, train_dl = edgekd_loader(spec, size, n, 64, new)

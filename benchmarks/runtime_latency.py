@@ -31,7 +31,7 @@ def main() -> None:
 
     from edgekd._deps import tool_versions
     from edgekd.bench.latency import bench_runtime, bench_torch
-    from edgekd.export.base import get_exporter
+    from edgekd.export.catalog import get_exporter
     from edgekd.export.onnx import export_torch
     from edgekd.models.factory import create_timm
     from edgekd.quantize.ptq import quantize

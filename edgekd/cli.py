@@ -258,7 +258,7 @@ def export(
     """Export a checkpoint to FP32 ONNX and the other formats derived from it."""
     import torch
 
-    from edgekd.export.base import get_exporter
+    from edgekd.export.catalog import get_exporter
     from edgekd.export.onnx import export_torch
     from edgekd.models.factory import load_checkpoint
 
@@ -311,7 +311,7 @@ def quantize(
     if data is None:
         raise ConfigError("--data is required to calibrate a MODEL file")
     from edgekd.artifacts import ExportedModel
-    from edgekd.cli_support import calibration, preprocess_for
+    from edgekd.data.calibration import calibration, preprocess_for
     from edgekd.quantize.ptq import quantize as ptq
 
     fmt = {".onnx": "onnx", ".xml": "openvino"}.get(model.suffix)

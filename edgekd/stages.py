@@ -234,7 +234,7 @@ def export(r: Run) -> list[dict]:
     """FP32 ONNX (the root graph), then every other FP32 format of the target derived from it."""
     import torch
 
-    from edgekd.export.base import get_exporter
+    from edgekd.export.catalog import get_exporter
     from edgekd.export.onnx import export_torch
     from edgekd.models.factory import load_checkpoint
 

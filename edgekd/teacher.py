@@ -15,7 +15,7 @@ from torch import nn
 from edgekd.bundle import sha256
 from edgekd.data import BUILTIN_PREFIX, DataSplits, base_preprocess
 from edgekd.data.torchdata import loader
-from edgekd.distill.losses import build_loss
+from edgekd.distill.catalog import build_loss
 from edgekd.distill.teachers import OnnxTeacher, View, Viewed, onnx_input_size, onnx_num_outputs
 from edgekd.distill.trainer import TrainSettings, device, fit, test_report
 from edgekd.errors import ConfigError

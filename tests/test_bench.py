@@ -22,7 +22,7 @@ def tiny(tmp_path_factory):
     import torch
     from torch import nn
 
-    from edgekd.export.base import get_exporter
+    from edgekd.export.catalog import get_exporter
     from edgekd.export.onnx import export_torch
 
     tmp = tmp_path_factory.mktemp("bench")

@@ -62,7 +62,7 @@ def tiny_data():
 def test_fit_resumes_after_a_kill_and_matches_an_uninterrupted_run(tmp_path, monkeypatch):
     from edgekd.data.torchdata import loader
     from edgekd.distill import trainer
-    from edgekd.distill.losses import build_loss
+    from edgekd.distill.catalog import build_loss
     from edgekd.models.factory import create_timm
 
     data = tiny_data()

@@ -58,7 +58,7 @@ def test_external_data_above_the_threshold(model_x, tmp_path):
     # re-exported below the threshold: one self-contained file, the stale side file removed
     export_torch(model, torch.zeros(1, 3, 64, 64), p, {}, external_data_mb=None)
     assert onnx_files(p) == (str(p),) and not Path(files[1]).exists()
-    from edgekd.export.base import get_exporter
+    from edgekd.export.catalog import get_exporter
 
     assert get_exporter("onnx").export(p, tmp_path, "e").files == (str(p),)
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from edgekd.artifacts import ExportedModel
-from edgekd.export.base import get_exporter
+from edgekd.export.catalog import get_exporter
 from edgekd.export.onnx import export_torch
 from edgekd.models.factory import create_timm
 from edgekd.quantize.ptq import quantize

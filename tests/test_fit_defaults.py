@@ -49,7 +49,7 @@ def scripted_val(values: list[float], calls: dict):
 def train(workdir: Path, settings, data=None):
     from edgekd.data.torchdata import loader
     from edgekd.distill import trainer
-    from edgekd.distill.losses import build_loss
+    from edgekd.distill.catalog import build_loss
     from edgekd.models.factory import create_timm
 
     data = data or shapes()
@@ -171,7 +171,8 @@ def test_balanced_class_weights_by_hand():
 
 
 def test_class_weights_change_every_hard_label_ce_term():
-    from edgekd.distill.losses import DistillBatch, build_loss, set_class_weight
+    from edgekd.distill.catalog import build_loss
+    from edgekd.distill.losses import DistillBatch, set_class_weight
 
     torch.manual_seed(0)
     s, t = torch.randn(6, 2), torch.randn(6, 2)

@@ -4,8 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from edgekd.distill.catalog import LOSSES, build_loss
 from edgekd.distill.features import FeatureTap, to_map
-from edgekd.distill.losses import LOSSES, DistillBatch, LossMix, build_loss, kd_per_sample, teacher_weights
+from edgekd.distill.losses import DistillBatch, LossMix, kd_per_sample, teacher_weights
 from edgekd.errors import ConfigError
 
 

@@ -47,7 +47,7 @@ def test_qonnx_round_trips_through_qonnx_and_matches_the_qdq_onnx(qdq):
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.core.onnx_exec import execute_onnx
 
-    from edgekd.export.base import get_exporter
+    from edgekd.export.catalog import get_exporter
     from edgekd.export.qonnx import QONNX_DOMAIN
 
     exp = get_exporter("qonnx").export(Path(qdq["int8"].path), qdq["tmp"], "m")

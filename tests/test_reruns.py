@@ -67,7 +67,7 @@ def _fit(workdir, epochs):
     from edgekd.data import load_data
     from edgekd.data.torchdata import loader
     from edgekd.distill import trainer
-    from edgekd.distill.losses import build_loss
+    from edgekd.distill.catalog import build_loss
     from edgekd.models.factory import create_timm
 
     data = load_data("builtin:shapes10", 32, max_train=32, max_eval=16)

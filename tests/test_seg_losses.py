@@ -2,7 +2,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from edgekd.distill.losses import LOSSES, DistillBatch, LossMix, build_loss, kd_per_sample, pixels
+from edgekd.distill.catalog import LOSSES, build_loss
+from edgekd.distill.losses import DistillBatch, LossMix, kd_per_sample, pixels
 from edgekd.distill.seg_losses import cwd_per_sample, soft_dice
 from edgekd.errors import ConfigError
 

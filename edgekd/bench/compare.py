@@ -45,7 +45,7 @@ def _has_attention(path: Path) -> bool:
 
 def _calibration(onnx_path: Path, data: str | None, n: int, opts: BenchOptions) -> tuple[np.ndarray, str]:
     if data is not None:
-        from edgekd.cli_support import calibration, preprocess_for
+        from edgekd.data.calibration import calibration, preprocess_for
 
         return calibration(data, preprocess_for(onnx_path, None), n), f"{n} images from {data}"
     import onnx
@@ -62,7 +62,7 @@ def from_fp32_onnx(onnx_path: Path, work: Path, data: str | None, calib: int, op
                    ) -> tuple[list[Variant], str]:
     """The FP32 ONNX, its OpenVINO IR, and NNCF int8 of both."""
     from edgekd.artifacts import ExportedModel
-    from edgekd.export.base import get_exporter
+    from edgekd.export.catalog import get_exporter
     from edgekd.quantize.ptq import quantize
 
     stem = onnx_path.stem.replace("-fp32", "")

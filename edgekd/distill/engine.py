@@ -17,7 +17,8 @@ from edgekd.config import RunConfig, StageSpec, schedule
 from edgekd.data import DataSplits, base_preprocess
 from edgekd.data import augment as aug
 from edgekd.data.torchdata import loader
-from edgekd.distill.losses import LossMix, build_loss
+from edgekd.distill.catalog import build_loss
+from edgekd.distill.losses import LossMix
 from edgekd.distill.teachers import OnnxTeacher, Teacher, TorchTeacher, View
 from edgekd.distill.trainer import Teaching, TrainResult, TrainSettings, fit, predict
 from edgekd.errors import ConfigError

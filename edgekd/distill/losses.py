@@ -325,19 +325,3 @@ def set_class_weight(loss: nn.Module, weight: torch.Tensor | None) -> None:
     for m in loss.modules():
         if isinstance(m, Loss):
             m.class_weight = weight
-
-
-def build_loss(name: str, **kwargs) -> Loss:
-    """One loss by name; wrong parameters become one clear line."""
-    cls = LOSSES.get(name)
-    try:
-        return cls(**kwargs)
-    except TypeError as exc:
-        import inspect
-
-        params = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-        raise ConfigError(f"loss {name!r}: {exc}; its parameters are: {', '.join(params) or 'none'}") from None
-
-
-# segmentation losses register into LOSSES too (imported last: seg_losses imports this module)
-import edgekd.distill.seg_losses  # noqa: E402, F401

@@ -1,4 +1,4 @@
-"""The exporter interface and its registry."""
+"""The exporter interface and its registry (backends register on import; ``export/catalog.py`` imports them all)."""
 
 from __future__ import annotations
 
@@ -18,10 +18,3 @@ class Exporter(Protocol):
 
 
 EXPORTERS: Registry[type] = Registry("exporter")
-
-
-def get_exporter(name: str) -> Exporter:
-    # importing the backend modules registers them; each imports its heavy backend lazily
-    from edgekd.export import onnx, openvino, qonnx  # noqa: F401
-
-    return EXPORTERS.get(name)()
