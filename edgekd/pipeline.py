@@ -12,8 +12,6 @@ import json
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -21,36 +19,8 @@ from edgekd.config import RunConfig
 from edgekd.errors import ConfigError
 from edgekd.integrity import sha256  # standard library only: no start-up cost
 from edgekd.progress import console
+from edgekd.run_context import Run, rank  # noqa: F401 - re-exported: pipeline.Run / pipeline.rank
 from edgekd.targets import Target
-
-
-@dataclass
-class Run:
-    """Everything a stage needs: options, target, folders, loaded data, earlier stages' results."""
-
-    cfg: RunConfig
-    target: Target
-    root: Path
-    results: dict[str, Any] = field(default_factory=dict)
-    # the running stage's option hash: training folders are named by it, so a killed run resumes its own
-    # checkpoints while a changed config never picks up another config's
-    stage_key: str = "0"
-
-    @cached_property
-    def data(self):
-        from edgekd.data import Loading, load_data
-
-        cfg = self.cfg
-        loading = Loading(cfg.num_workers, cfg.image_cache, cfg.image_cache_mb, self.root / "cache")
-        return load_data(cfg.data, cfg.image_size, cfg.val_fraction,
-                         cfg.seed if cfg.split_seed is None else cfg.split_seed,
-                         cfg.max_train_samples, cfg.max_eval_samples, cfg.task, loading)
-
-    def path(self, *parts: str) -> Path:
-        p = self.root.joinpath(*parts)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        return p
-
 
 # (stage name, options it depends on, function); imported lazily so `edgekd --help` stays fast
 STAGE_DEPS: list[tuple[str, tuple[str, ...]]] = [
@@ -216,11 +186,6 @@ def _write_record(cache: Path, chain: str, result: Any, root: Path) -> None:
     tmp.write_text(json.dumps({"version": STAGE_RECORD_VERSION, "hash": chain, "result": rel, "paths": pointers,
                                "files": files}, indent=2))
     os.replace(tmp, cache)
-
-
-def rank() -> int:
-    """This process's rank under torchrun / accelerate launch (0 when not distributed)."""
-    return int(os.environ.get("RANK", "0"))
 
 
 def _wait_for(cache: Path, chain: str, poll_s: float = 2.0) -> Any:

@@ -9,8 +9,9 @@ import numpy as np
 from edgekd.artifacts import ExportedModel, from_json, to_json
 from edgekd.distill.metrics import METRIC_LABEL
 from edgekd.errors import ConfigError, ParityError
-from edgekd.pipeline import Run
 from edgekd.progress import console
+from edgekd.quantize.tail import qonnx_from
+from edgekd.run_context import Run
 
 SEG_VERIFY_MAX = 200  # segmentation test images verify holds in memory at once (dense logits per runtime)
 # teachers trained by this project and shipped under models/ (with a model card), by (data, arch)
@@ -205,7 +206,7 @@ def distill(r: Run) -> dict:
                                   r.path("student", f"train-{r.stage_key}"), check=check)
     rep = test_report(student, loader(data.test, data.preprocess, data.eval_batch, shuffle=False), data.classes)
     out = r.path("student", "student.safetensors")
-    from edgekd.pipeline import rank
+    from edgekd.run_context import rank
 
     m = rep["metric"]
     scores = {f"test_{k}": v for k, v in rep.items() if isinstance(v, float)}
@@ -261,16 +262,6 @@ def export(r: Run) -> list[dict]:
         console.print(f"exported {exp.key}: {exp.path} ({exp.size_mb():.2f} MB)")
         out.append(to_json(exp))
     return out
-
-
-def qonnx_from(r: Run, qdq: Path) -> dict:
-    """QONNX for FPGA flows (the target's weight bit width) from an int8 Q/DQ ONNX."""
-    from edgekd.export.qonnx import QonnxExporter
-
-    bits = r.target.fpga.weight_bits if r.target.fpga else 8
-    exp = QonnxExporter(bits).export(Path(qdq), r.path("export", "x").parent, "student-int8")
-    console.print(f"exported {exp.key} ({bits}-bit weights) from {Path(qdq).name}: {exp.path} ({exp.size_mb():.2f} MB)")
-    return to_json(exp)
 
 
 def quantize(r: Run) -> list[dict]:

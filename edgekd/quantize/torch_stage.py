@@ -119,7 +119,7 @@ def _export(r, model, card: dict, report: dict) -> list[dict]:
             if "onnx" not in formats:
                 continue
         elif fmt == "qonnx":  # verify checks it (qonnx's executor is too slow for a second check here)
-            from edgekd.stages import qonnx_from
+            from edgekd.quantize.tail import qonnx_from
 
             exports.append(qonnx_from(r, qdq))
             continue
