@@ -14,7 +14,7 @@ STAMP := $(VENV)/.edgekd-installed
 TORCH_INDEX ?=
 PIP_EXTRA := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX),)
 
-.PHONY: setup demo test test-all lint clean
+.PHONY: setup demo test lint clean
 
 setup: $(STAMP)
 

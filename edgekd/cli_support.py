@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekd.artifacts import LatencyResult, ParityResult, to_json
+from edgekd.artifacts import ParityResult, to_json
 from edgekd.errors import ConfigError
 from edgekd.preprocess import Preprocess
 
@@ -46,22 +46,6 @@ def verify_file(model: Path, reference: Path, data: str, target_name: str, preci
     if report is not None:
         report.write_text(json.dumps(to_json(res), indent=2))
     return res
-
-
-def bench_file(model: Path, runtime: str | None, threads: int, iters: int, warmup: int, image_size: int | None,
-               precision_hint: str | None, json_out: Path | None) -> dict:
-    """One model at batch 1 in latency mode, as a results-table row (kept for scripts written against it)."""
-    from edgekd.bench.runner import BenchOptions, bench_model, payload, write_json
-
-    opts = BenchOptions(threads=threads, iters=iters, warmup=warmup, image_size=image_size,
-                        precision_hint=precision_hint)
-    res: LatencyResult = bench_model(model, runtime, opts)
-    row = {"model": model.name, "format": model.suffix, "runtime": res.runtime, "precision": res.precision,
-           "executed": res.executed_precision, "top1": None, "p50_ms": res.p50_ms, "p90_ms": res.p90_ms,
-           "p99_ms": res.p99_ms, "fps": res.fps, "size_mb": res.size_mb, "parity": "-"}
-    if json_out is not None:
-        write_json({"result": to_json(res), **payload([res], opts, [])}, json_out)
-    return row
 
 
 def run_bench(model: Path, runtime: str | None, options: dict, compare: bool, data: str | None, calib: int,

@@ -74,11 +74,15 @@ def test_compare_flags_disagreement():
 
 
 def test_bench_command_reports_latency(exported, tmp_path):
-    from edgekd.cli_support import bench_file
+    import json
 
-    row = bench_file(Path(exported["onnx"].path), None, 2, 10, 2, None, "f32", tmp_path / "b.json")
-    assert row["p50_ms"] > 0 and row["fps"] > 0 and row["p99_ms"] >= row["p50_ms"]
-    assert (tmp_path / "b.json").is_file()
+    from edgekd.cli_support import run_bench
+
+    text = run_bench(Path(exported["onnx"].path), None, {"threads": 2, "iters": 10, "warmup": 2}, False, None, 1,
+                     tmp_path / "b.json", None)
+    r = json.loads((tmp_path / "b.json").read_text())["result"]
+    assert r["p50_ms"] > 0 and r["fps"] > 0 and r["p99_ms"] >= r["p50_ms"]
+    assert "onnxruntime" in text and f"{r['p50_ms']:.2f}" in text
 
 
 def test_runtime_refuses_unknown_suffix(tmp_path):

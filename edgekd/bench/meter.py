@@ -33,7 +33,7 @@ class Window:
 
 
 class Meter(ABC):
-    """One source of energy readings. ``available()`` says whether it can run here; ``why_not()`` says why not."""
+    """One source of energy readings. ``why_not()`` is None when it can run here, else the reason."""
 
     name: ClassVar[str]
     estimated: ClassVar[bool] = False  # True only for the power-model estimate
@@ -41,9 +41,6 @@ class Meter(ABC):
     @abstractmethod
     def why_not(self) -> str | None:
         """None when the meter can be read here, else the reason (one line)."""
-
-    def available(self) -> bool:
-        return self.why_not() is None
 
     @property
     @abstractmethod
