@@ -37,6 +37,22 @@ def _terms(net, shape, tmp_path, fuse=True):
     return graph_terms(node_costs(load_shaped(p)), fuse)
 
 
+def test_shared_weights_behind_identity_are_counted(tmp_path):
+    """Identical initializers are written once and fed to the other users through Identity (in a random timm
+    ResNet every block's zero-initialised last BatchNorm folds into all-zero conv weights): every conv counts."""
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.Conv2d(8, 8, 3, padding=1),
+                              torch.nn.Conv2d(8, 8, 3, padding=1))
+    with torch.no_grad():
+        for conv in net[1:]:
+            conv.weight.zero_()
+            conv.bias.zero_()
+    p = export_torch(net.eval(), torch.zeros(1, 3, 16, 16), tmp_path / "shared.onnx", {})
+    g = load_shaped(p)
+    assert any(n.op_type == "Identity" for n in g.model.graph.node)  # the case under test is really there
+    macs = [c.macs for c in node_costs(g) if c.op == "Conv"]
+    assert macs == [16 * 16 * 8 * 3 * 9, 16 * 16 * 8 * 8 * 9, 16 * 16 * 8 * 8 * 9]
+
+
 def test_many_tiny_layers_are_slower_than_one_layer_of_equal_flops(tmp_path):
     # one 1x1 conv 64->64 vs 16 convs 16->16 on 16 channel groups' worth: same MACs, 16x the layers
     one = _terms(torch.nn.Conv2d(64, 64, 1, bias=False), (1, 64, 8, 8), tmp_path)

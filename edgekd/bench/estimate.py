@@ -49,7 +49,7 @@ class ShapedGraph:
     model: object  # onnx.ModelProto
     shapes: dict[str, tuple[int, ...]]
     inits: dict[str, np.ndarray]
-    dq: dict[str, str]  # DequantizeLinear output -> its quantized input (int8 Q/DQ graphs)
+    dq: dict[str, str]  # DequantizeLinear / Identity output -> its input (int8 Q/DQ graphs; shared weights)
 
 
 def load_shaped(onnx_path: Path) -> ShapedGraph:
@@ -73,8 +73,21 @@ def load_shaped(onnx_path: Path) -> ShapedGraph:
         if d and all(x.dim_value > 0 for x in d):
             shapes[vi.name] = tuple(x.dim_value for x in d)
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-    dq = {n.output[0]: n.input[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    # a weight behind DequantizeLinear (int8 Q/DQ graphs) or Identity (the exporter writes identical initializers
+    # once and feeds the other users through Identity: e.g. the zero-initialised last BatchNorm of every timm
+    # ResNet block folds into all-zero conv weights) is the node's weight
+    dq = {n.output[0]: n.input[0] for n in model.graph.node if n.op_type in ("DequantizeLinear", "Identity")}
     return ShapedGraph(model, shapes, inits, dq)
+
+
+def _source(g: ShapedGraph, name: str) -> str:
+    """The initializer behind ``name`` through DequantizeLinear / Identity links (a Q/DQ weight behind an Identity
+    too)."""
+    for _ in range(4):
+        if name in g.inits or name not in g.dq:
+            return name
+        name = g.dq[name]
+    return name
 
 
 def node_costs(g: ShapedGraph) -> list[NodeCost]:
@@ -84,8 +97,7 @@ def node_costs(g: ShapedGraph) -> list[NodeCost]:
         if n.op_type in ELEMWISE_SKIP:
             continue
         out = g.shapes.get(n.output[0])
-        # weights behind DequantizeLinear (int8 Q/DQ graphs) count as the node's weights
-        weights = [g.inits.get(g.dq.get(i, i)) for i in n.input[1:]]
+        weights = [g.inits.get(_source(g, i)) for i in n.input[1:]]
         w = next((x for x in weights if x is not None and x.ndim >= 2), None)
         macs, kernel = 0.0, None
         if n.op_type in ("Conv", "ConvTranspose") and out and w is not None:
