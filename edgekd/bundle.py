@@ -108,6 +108,15 @@ def write_bundle(r) -> dict:
         "teacher": {"arch": res["teacher"]["arch"], "weights": [t.get("weights") for t in res["teacher"]["teachers"]]},
         "versions": versions,
     }
+    if getattr(r, "budget", None):  # the latency budget, the student chosen for it and why
+        from edgekd.students import int8_budget_line
+
+        b = r.budget
+        manifest["budget"] = {"budget_ms": b["budget_ms"], "budget_from": b["budget_from"], "student": b["choice"],
+                              "reason": b["reason"], "latency": b["latency"], "method": b["method"]}
+        int8 = int8_budget_line(r, b["budget_ms"])
+        if int8 is not None:
+            manifest["budget"]["int8"] = int8
     quant = r.root / "quantize.json"
     if quant.is_file():  # the torch route (QAD / guarded PTQ): method, validation metrics, layers kept in FP32
         q = json.loads(quant.read_text())
@@ -263,6 +272,16 @@ def _teacher_check(c: dict | None) -> str:
             f"({c['probe_val']:.2f}).\n\n")
 
 
+def _budget(manifest: dict) -> str:
+    """The report's budget paragraph: the budget, the student chosen for it and why, and the int8 model's check."""
+    b = manifest.get("budget")
+    if not b:
+        return ""
+    int8 = f" {b['int8']['statement']}." if b.get("int8") else ""
+    return (f"**Budget:** {b['budget_from']}. {b['reason'][0].upper()}{b['reason'][1:]} (latency {b['method']})."
+            f"{int8}\n\n")
+
+
 def _report(r, rows: list[dict], table: str, manifest: dict) -> str:
     cfg = r.cfg
     return (
@@ -272,6 +291,7 @@ def _report(r, rows: list[dict], table: str, manifest: dict) -> str:
         f"schedule {_schedule(cfg)}. int8: {_quantization(manifest['quantization'])}.\n\n"
         f"{_teacher_check(r.results['distill'].get('teacher_check'))}"
         f"**Deploy:** {manifest['deploy']['statement']} (timing: {manifest['deploy']['method']}).\n\n"
+        f"{_budget(manifest)}"
         f"{'mIoU' if cfg.task == 'segment' else 'Accuracy'} on {r.results['verify']['samples']} held-out test "
         f"images; latency measured on this machine at "
         f"batch 1 with {r.target.threads} threads (median of {cfg.bench_iters} runs after {cfg.bench_warmup} "

@@ -58,6 +58,18 @@ STUDENT_WEIGHTS_HELP = ("The student's start: auto (timm's ImageNet weights when
                         "state_dict, timm .npz); unet_<encoder>: the encoder's.")
 
 
+BUDGET_MS_HELP = ("Batch-1 latency budget on the target: without --student, the largest candidate that passes the "
+                  "target's pre-flight and meets it is trained (see `edgekd students`); with --student, a miss is "
+                  "reported.")
+CANDIDATES_HELP = ("Students considered for the budget, comma-separated: NAME,NAME replaces the task's curated list, "
+                   "+NAME,+NAME adds to it (any timm name, unet_*).")
+
+
+def _names(spec: str | None) -> list[str] | None:
+    """'a, b,c' -> ['a', 'b', 'c'] (None stays None)."""
+    return None if spec is None else [s.strip() for s in spec.split(",") if s.strip()]
+
+
 def _check_resume(resume: bool, overwrite: bool, out: Path) -> None:
     if resume and overwrite:
         raise ConfigError("--resume and --overwrite contradict each other; choose one")
@@ -91,6 +103,9 @@ def compress(
                                        "unet_<timm encoder> or unet_plain<W> (default unet_mobilenetv3_large_100, "
                                        "unet_plain16 on FPGA targets)."),
     student_weights: str | None = typer.Option(None, help=STUDENT_WEIGHTS_HELP),
+    budget_ms: float | None = typer.Option(None, help=BUDGET_MS_HELP),
+    budget_fps: float | None = typer.Option(None, help="The budget as frames per second (1000 / FPS ms)."),
+    candidates: str | None = typer.Option(None, help=CANDIDATES_HELP),
     loss: str | None = typer.Option(None, help="kd | dkd | ce | multi_teacher; segment: pixel_kd | dice_ce | cwd "
                                     "(a recipe can mix several)."),
     recipe: Path | None = typer.Option(None, help="Recipe YAML (models/*.yaml); flags override it."),
@@ -129,7 +144,10 @@ def compress(
 
         sign_key = load_private_key(sign)
     _check_resume(resume, overwrite, out)
+    if budget_ms is not None and budget_fps is not None:
+        raise ConfigError("give --budget-ms or --budget-fps, not both")
     cfg = _config(recipe, data=data, task=task, student=student, student_weights=student_weights, loss=loss,
+                  budget_ms=budget_ms, budget_fps=budget_fps, candidates=_names(candidates),
                   epochs=epochs, batch_size=batch_size, lr=lr,
                   image_size=image_size, max_train_samples=max_train_samples, max_eval_samples=max_eval_samples,
                   bench_iters=bench_iters, name=name, out=out, quantize_method=quantize, qad_epochs=qad_epochs,
@@ -142,6 +160,10 @@ def compress(
     b = r.results["bundle"]
     print_table(b["rows"], f"edgekd compress -> {tgt.name} ({out})")
     typer.echo(f"bundle: {b['path']}  (tarball {b['tarball']}); recommended model: {b['manifest']['recommended']}")
+    if "budget" in b["manifest"]:
+        typer.echo(f"budget {b['manifest']['budget']['budget_from']}: {b['manifest']['budget']['reason']}")
+        if "int8" in b["manifest"]["budget"]:
+            typer.echo(b["manifest"]["budget"]["int8"]["statement"])
     if "deploy" in b["manifest"]:
         typer.echo(b["manifest"]["deploy"]["statement"])
     from edgekd.bundle import sign_bundle
@@ -453,6 +475,68 @@ def layers(
     for n, kind, shape in rows:
         if grep is None or grep in n:
             typer.echo(f"{n:40s} {kind:24s} {shape}")
+
+
+@app.command()
+def students(
+    target: str = typer.Option("cpu-x86", "--target", "-t", help="Target name or YAML path."),
+    budget_ms: float | None = typer.Option(None, help="Batch-1 latency budget in ms (default: the target's "
+                                           "latency_budget_ms)."),
+    budget_fps: float | None = typer.Option(None, help="The budget as frames per second (1000 / FPS ms)."),
+    task: str = typer.Option("classify", help="classify | segment"),
+    image_size: int | None = typer.Option(None, help="Input side in pixels (default 224; segment 256)."),
+    candidates: str | None = typer.Option(None, help="Comma-separated: NAME,NAME replaces the curated list, "
+                                          "+NAME,+NAME adds to it (any timm name; segment: unet_*)."),
+    num_classes: int = typer.Option(10, help="Classifier outputs of the candidates (the head's size)."),
+    int8: bool = typer.Option(False, "--int8", help="CPU targets: also time NNCF int8 of each candidate (random "
+                              "calibration, latency only); FP32 alone is an upper bound of a fastest-policy deploy."),
+    passes: int = typer.Option(3, help="Measured: alternating passes over the candidates."),
+    seconds: float = typer.Option(0.3, help="Measured: seconds of timed calls per candidate and pass."),
+    json_out: bool = typer.Option(False, "--json", help="Print the table as JSON (rows, choice, method) instead."),
+) -> None:
+    """The student for a latency budget: each candidate's parameters, GMACs, pre-flight on the target's runtimes
+    and latency there (measured here for CPU targets, estimated for boards), the largest that fits first."""
+    import json
+
+    from edgekd.students import (
+        DEFAULT_SIZE,
+        candidate_list,
+        choose,
+        evaluate,
+        method_line,
+        plan_for,
+        record,
+        resolve_budget,
+        table,
+    )
+    from edgekd.targets import load_target
+
+    tgt = load_target(target)
+    budget, source = resolve_budget(budget_ms, budget_fps, tgt)
+    names = candidate_list(task, candidates)
+    if image_size is not None and image_size < 32:
+        raise ConfigError(f"--image-size {image_size}: at least 32")
+    if task == "segment" and image_size is not None and image_size % 32:
+        raise ConfigError(f"--image-size {image_size}: segmentation inputs are multiples of 32")
+    if num_classes < 2 or passes < 1 or seconds <= 0:
+        raise ConfigError("--num-classes must be at least 2, --passes positive and --seconds above 0")
+    size = image_size or DEFAULT_SIZE[task]
+    plan = plan_for(tgt, int8)
+    rows = evaluate(names, tgt, size, num_classes, plan, passes, seconds)
+    method = method_line(plan, tgt, passes, seconds)
+    try:
+        choice = choose(rows, budget, tgt.name)
+    except ConfigError:
+        choice = None
+    rec = record(rows, budget, source, tgt, plan, method, choice, (size, size), task)
+    if json_out:
+        typer.echo(json.dumps(rec, indent=2))
+    else:
+        table(rows, budget, f"students for {tgt.name} within {source}, {size}x{size}", method)
+    if choice is None:
+        raise ConfigError(rec["reason"])
+    if not json_out:
+        typer.echo(rec["reason"])
 
 
 @app.command()

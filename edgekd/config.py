@@ -98,6 +98,17 @@ class RunConfig(BaseModel):
         "builtin:shapes10")
     student: str | None = Field(default=None, description="default: mobilevit_xxs; segment: "
                                 "unet_mobilenetv3_large_100, or unet_plain16 on FPGA targets")
+    budget_ms: PositiveFloat | None = Field(
+        default=None, description="batch-1 latency budget on the target: without `student`, the student is the "
+        "largest of `candidates` that passes the target's pre-flight and meets it (edgekd students: measured here "
+        "for CPU targets, estimated for boards); with `student`, a miss is reported. Not with budget_fps")
+    budget_fps: PositiveFloat | None = Field(default=None, description="the budget as frames per second "
+                                             "(1000 / FPS ms, batch 1); not with budget_ms")
+    candidates: list[str] = Field(default_factory=list, description="students considered for the budget "
+                                  "(default: the task's curated list, see edgekd students); +NAME entries add to it")
+    budget_int8: bool = Field(default=False, description="CPU targets: also time NNCF int8 of each candidate "
+                              "(random calibration, latency only) instead of FP32 alone, an upper bound of the "
+                              "fastest-policy deploy")
     student_weights: str = Field(default="auto", min_length=1, description="the student's start: auto (timm's "
                                  "pretrained weights when reachable, else random with a warning) | imagenet | none | "
                                  "hf-hub:ORG/NAME | a weights file; unet_<encoder>: the encoder's")
@@ -205,6 +216,11 @@ def resolve(cfg: RunConfig, device: str | None = None) -> RunConfig:
     if cfg.task == "segment" and cfg.class_weights != "none":
         raise ConfigError("class_weights is for classification; segmentation's dice_ce / pixel_kd balance the "
                           "classes themselves")
+    if cfg.budget_ms is not None and cfg.budget_fps is not None:
+        raise ConfigError("give budget_ms or budget_fps, not both")
+    if (cfg.candidates or cfg.budget_int8) and cfg.budget_ms is None and cfg.budget_fps is None:
+        raise ConfigError("candidates / budget_int8 choose a student for a latency budget: add budget_ms or "
+                          "budget_fps (--budget-ms / --budget-fps)")
     if cfg.patience is None:
         fill["patience"] = default_patience(cfg.data, cfg.task)
     if cfg.teacher_check is None:  # a short probe costs a tenth of the student's training, at most 3 epochs

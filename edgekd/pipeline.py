@@ -208,6 +208,11 @@ def run(cfg: RunConfig, target: Target, root: Path, overwrite: bool = False, unt
     given = cfg
     cfg = resolve(cfg, target.device)  # the task's defaults, written to run.json as used
     r = Run(cfg, target, root)
+    if cfg.budget_ms is not None or cfg.budget_fps is not None:  # the student for the budget, before any training
+        from edgekd.students import for_run
+
+        r.budget = for_run(r, explicit_student=given.student is not None, overwrite=overwrite)
+        cfg = r.cfg
     preflight(r)
     main = rank() == 0
     if main:
@@ -220,8 +225,10 @@ def run(cfg: RunConfig, target: Target, root: Path, overwrite: bool = False, unt
         for line in notes:
             console.print(line, soft_wrap=True, markup=False)
     if main:
-        (root / "run.json").write_text(json.dumps({"config": cfg.model_dump(mode="json"), "target": target.name},
-                                                  indent=2))
+        info = {"config": cfg.model_dump(mode="json"), "target": target.name}
+        if r.budget is not None:
+            info["student_choice"] = r.budget
+        (root / "run.json").write_text(json.dumps(info, indent=2))
     funcs = _stages()
     chain = ""
     redo: str | None = None  # once a stage is recomputed because its outputs were bad, every later one is too
@@ -233,6 +240,8 @@ def run(cfg: RunConfig, target: Target, root: Path, overwrite: bool = False, unt
             from edgekd.integrity import SCHEMA_VERSION
 
             opts["schema_version"] = SCHEMA_VERSION
+            if r.budget is not None:  # the manifest and report state the budget and the choice
+                opts["budget"] = [cfg.budget_ms, cfg.budget_fps, r.budget.get("reason")]
         chain = hashlib.sha256((chain + name + json.dumps(opts, default=str, sort_keys=True)).encode()).hexdigest()
         cache = root / "stages" / f"{name}.json"
         if not main and name != "distill":  # distributed run: rank 0 does everything but the training itself

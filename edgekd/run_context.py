@@ -25,6 +25,8 @@ class Run:
     # the running stage's option hash: training folders are named by it, so a killed run resumes its own
     # checkpoints while a changed config never picks up another config's
     stage_key: str = "0"
+    # the latency budget's student choice (students.for_run), when the run has a budget
+    budget: dict | None = None
 
     @cached_property
     def data(self):
