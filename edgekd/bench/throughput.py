@@ -29,6 +29,7 @@ def run_throughput(rt, x: np.ndarray, requests: int, streams: int, warmup: int, 
 
 def _openvino(rt, x, requests, warmup, iters, seconds):
     ov = require("openvino")
+    rt.for_batch(len(x))  # an int8 model is compiled per batch size (see runtimes/openvino.py)
     n = requests or int(rt.prop("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
     queue = ov.AsyncInferQueue(rt.compiled, n)
     lat: list[float] = []

@@ -36,21 +36,52 @@ class OvRuntime(Runtime):
         if pin is not None and device == "CPU":
             config["ENABLE_CPU_PINNING"] = pin
         self.config = config
+        self._core, self._path, self._device = core, Path(path), device
         try:
-            self.compiled = core.compile_model(str(path), device, config)
+            model = core.read_model(str(path))
         except Exception as exc:  # noqa: BLE001
             raise ModelError(f"OpenVINO cannot load {path}: {reason(exc)}") from exc
+        self.quantized = any(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
+        # an int8 model with a dynamic batch segfaults in the CPU plugin's AMX kernels at small inputs (OpenVINO
+        # 2026.1-2026.4, github.com/openvinotoolkit/openvino/issues/37577; reproduced here with
+        # mobilenetv3_small_050 at 64 px: static shapes run): int8 models are compiled per batch size, static
+        ps = model.inputs[0].get_partial_shape()
+        self._static_batch = self.quantized and ps.rank.is_static and ps[0].is_dynamic and all(
+            d.is_static for d in list(ps)[1:])
+        self._compiled: dict[int, object] = {}
+        self._batch = 1 if self._static_batch else None
+        self._use(self._batch)
         self.input_name = self.compiled.inputs[0].get_any_name()
-        self.request = self.compiled.create_infer_request()
-        self.quantized = any(op.get_type_name() == "FakeQuantize" for op in core.read_model(str(path)).get_ops())
         self._executed: str | None = None
+
+    def _use(self, batch: int | None) -> None:
+        """Compile (once per batch size for static int8 models) and make it the current request."""
+        if batch not in self._compiled:
+            try:
+                model = self._core.read_model(str(self._path))
+                if batch is not None:
+                    ps = model.inputs[0].get_partial_shape()
+                    model.reshape([batch, *(d.get_length() for d in list(ps)[1:])])
+                self._compiled[batch] = self._core.compile_model(model, self._device, self.config)
+            except Exception as exc:  # noqa: BLE001
+                raise ModelError(f"OpenVINO cannot load {self._path}: {reason(exc)}") from exc
+        self.compiled = self._compiled[batch]
+        self.request = self.compiled.create_infer_request()
+        self._batch = batch
 
     @property
     def input_shape(self) -> list:
         ps = self.compiled.inputs[0].get_partial_shape()
-        return [d.get_length() if d.is_static else -1 for d in ps]
+        dims = [d.get_length() if d.is_static else -1 for d in ps]
+        return [-1, *dims[1:]] if self._static_batch else dims  # the file's batch stays dynamic for callers
+
+    def for_batch(self, n: int) -> None:
+        """Make ``self.compiled`` / ``self.request`` the ones for batch ``n`` (static int8 models; else a no-op)."""
+        if self._static_batch and n != self._batch:
+            self._use(n)
 
     def infer(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        self.for_batch(len(next(iter(feeds.values()))))
         # the input is only read, so OpenVINO may use its memory directly (outputs are still copied: callers keep
         # them across calls)
         res = self.request.infer(feeds, share_inputs=True)
