@@ -1,10 +1,11 @@
 """Students sized for their input: a CIFAR-sized (32 px) image through a stride-1 stem vs upsampled 2x to 64 px
 for the stock stride-2 stem, and vs the stock stem at 32 px (issue 20).
 
-Both rows train the same timm student with labels only (`edgekd distill --loss ce`, no teacher: the comparison is
-about the input path) on the same CIFAR-10 JPEG subset, seeds and epochs; each (row, seed) runs alternately. Per
-row: test top-1 (mean and per seed), seconds per training epoch (median over epochs and seeds), the student's
-MACs at its input size (from the exported ONNX graph) and whole-run wall time.
+Every row trains the same timm student with labels only (edgekd's engine with the `ce` loss, no teacher: the
+comparison is about the input path) on the same CIFAR-10 JPEG subset, seeds and epochs; each (row, seed) runs
+alternately. Per row: test top-1 (mean and per seed), seconds per training epoch (median over epochs and
+seeds), the student's MACs at its input size (from the exported ONNX graph) and training wall time (train +
+validation, test excluded).
 
     .venv/bin/python benchmarks/stem_small_input.py [--student mobilenetv3_small_100] [--epochs 5] [--seeds 0,1]
         [--max-train-samples 2000] [--max-eval-samples 1000]
@@ -14,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,29 +28,31 @@ ROWS = {"64 px, stock stride-2 stem (32 px images upsampled 2x)": {"image_size":
 
 
 def run(args, row: dict, seed: int, out: Path) -> dict:
-    import yaml
+    """One labels-only training through edgekd's own engine (in this process: no teacher stage, no pre-flight),
+    then the test report."""
+    import torch
 
-    rec = out.with_suffix(".yaml")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    rec.write_text(yaml.safe_dump({"loss": "ce", "seed": seed, "patience": 0,
-                                   **({"stem_stride": row["stem_stride"]} if row["stem_stride"] else {})}))
-    cmd = [sys.executable, "-m", "edgekd", "distill", "--data", str(args.data), "--student", args.student,
-           "--image-size", str(row["image_size"]), "--epochs", str(args.epochs), "--max-train-samples",
-           str(args.max_train_samples), "--max-eval-samples", str(args.max_eval_samples), "--student-weights", "none",
-           "--recipe", str(rec), "--out", str(out)]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    from edgekd.config import RunConfig, resolve
+    from edgekd.data import Loading, load_data
+    from edgekd.data.torchdata import loader
+    from edgekd.distill.engine import distill_student
+    from edgekd.distill.trainer import test_report
+    from edgekd.models.factory import create_timm
+
+    cfg = resolve(RunConfig(data=str(args.data), student=args.student, image_size=row["image_size"],
+                            epochs=args.epochs, loss="ce", seed=seed, patience=0, teacher_check=0,
+                            stem_stride=row["stem_stride"], max_train_samples=args.max_train_samples,
+                            max_eval_samples=args.max_eval_samples))
+    data = load_data(cfg.data, cfg.image_size, cfg.val_fraction, seed, args.max_train_samples,
+                     args.max_eval_samples, loading=Loading(cache_dir=out / "cache"))
+    torch.manual_seed(seed)
+    model = create_timm(args.student, len(data.classes), stem_stride=row["stem_stride"])
     t0 = time.perf_counter()
-    p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
-    wall = time.perf_counter() - t0
-    if p.returncode:
-        raise SystemExit(f"failed: {' '.join(cmd)}\n{p.stderr[-3000:]}")
-    card = json.loads((out / "student" / "student.json").read_text())
-    hist = card["stages"][-1]["history"] if "stages" in card else []
-    if not hist:  # the card keeps only a summary: the stage record has the history
-        done = next((out / "student").glob("train-*/*/done.json"))
-        hist = json.loads(done.read_text())["history"]
-    return {"test_top1": card["test_top1"], "epoch_seconds": [h["train_seconds"] for h in hist], "wall_s": wall,
-            "stem_stride": card.get("stem_stride"), "command": " ".join(cmd)}
+    res, _ = distill_student(model, data, cfg, [], out / "train")
+    rep = test_report(model, loader(data.test, data.preprocess, data.eval_batch, shuffle=False), data.classes)
+    return {"test_top1": rep["top1"], "epoch_seconds": [h["train_seconds"] for h in res.history],
+            "data_wait_seconds": [h["data_wait_seconds"] for h in res.history], "wall_s": time.perf_counter() - t0,
+            "stem_stride": row["stem_stride"], "input": row["image_size"]}
 
 
 def macs(student: str, size: int, stem_stride: int | None, work: Path) -> float:
