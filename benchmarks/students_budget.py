@@ -5,11 +5,14 @@ For each target the curated classification candidates are exported at 224 px and
 and OpenVINO FP32, alternating passes, median) or estimated (jetson-orin-nano: per-node model at int8). For each
 budget the chosen student is the largest that passes pre-flight and fits. Every distinct student (the choices and
 the default) is then trained once, with the same short labels-only schedule (edgekd train-teacher: cross-entropy,
-light augmentation, random start: no model hub here) on ../shared/data/hymenoptera, and its test top-1 reused for
-every budget and target that chose it. Accuracies of such a short run from random weights are low and noisy
-(about 240 training images, two classes): they rank students only roughly.
+light augmentation, random start: no model hub here) on --data (default ../shared/data/hymenoptera), and its test
+top-1 reused for every budget and target that chose it. Accuracies of such a short run from random weights are low
+and noisy: they rank students only roughly (on hymenoptera's ~240 images a 3-epoch run predicts one class; a
+CIFAR-10 subset separates them better).
 
     .venv/bin/python benchmarks/students_budget.py [--epochs 4] [--budgets 2,5,10,20] [--image-size 224]
+    .venv/bin/python benchmarks/students_budget.py --data ../shared/data/cifar10-jpg --train-size 64 --epochs 10 \
+        --max-train-samples 2000 --max-eval-samples 1000
 
 Prints a Markdown table and writes benchmarks/results/students_budget.json.
 """
@@ -52,6 +55,8 @@ def train(arch: str, args, work: Path) -> dict:
                "--weights", "none", "--epochs", str(args.epochs), "--lr", str(args.lr), "--batch-size",
                str(args.batch_size), "--image-size", str(args.train_size or args.image_size), "--patience", "0",
                "--seed", "0", "--out", str(out)]
+        cmd += ["--max-train-samples", str(args.max_train_samples)] if args.max_train_samples else []
+        cmd += ["--max-eval-samples", str(args.max_eval_samples)] if args.max_eval_samples else []
         subprocess.run(cmd, check=True, cwd=ROOT)
         info = json.loads(card.read_text())
         info["train_seconds"] = round(time.time() - t0, 1)
@@ -68,6 +73,8 @@ def main() -> None:
     ap.add_argument("--train-size", type=int, default=None, help="input side of the training runs (default: "
                     "--image-size; smaller keeps the run short on 2 cores, latency stays at --image-size)")
     ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--max-train-samples", type=int, default=None, help="class-balanced training subset")
+    ap.add_argument("--max-eval-samples", type=int, default=None, help="at most this many val and test images")
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--passes", type=int, default=3)
@@ -132,8 +139,9 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / "students_budget.json"
     doc = {"args": {k: str(v) for k, v in vars(args).items()}, "default": DEFAULT, "capacity": CAPACITY,
-           "caveat": "random start (no model hub), short labels-only training on ~240 images: accuracies are low and "
-                     "noisy; jetson-orin-nano latencies are estimates (per-node roofline), not measurements",
+           "caveat": f"random start (no model hub), {args.epochs}-epoch labels-only training on {args.data.name}: "
+                     "accuracies are low and noisy; jetson-orin-nano latencies are estimates (per-node roofline), "
+                     "not measurements",
            "tables": {t: {**{k: v for k, v in tab.items() if k != "rows"},
                           "rows": [r.to_json() for r in tab["rows"]]} for t, tab in tables.items()},
            "picks": picks, "training": acc, "seconds": round(time.time() - t_start, 1),

@@ -245,6 +245,8 @@ def train_teacher(
     image_size: int | None = typer.Option(None),
     patience: int | None = typer.Option(None, help=PATIENCE_HELP),
     val_fraction: float = typer.Option(0.1, help=VAL_FRACTION_HELP),
+    max_train_samples: int | None = typer.Option(None, help="Class-balanced training subset (as compress's)."),
+    max_eval_samples: int | None = typer.Option(None, help="At most this many validation and test images."),
     out: Path = typer.Option(Path("runs/teacher/teacher.safetensors"), help="Output safetensors (+ .json card)."),
 ) -> None:
     """Train (or fine-tune) a teacher with cross-entropy and augmentation; the teacher stage on its own."""
@@ -258,12 +260,15 @@ def train_teacher(
         raise ConfigError("--patience must be 0 (off) or positive")
     if not 0 < val_fraction < 0.5:
         raise ConfigError(f"--val-fraction {val_fraction}: must be above 0 and below 0.5")
+    if any(n is not None and n < 1 for n in (max_train_samples, max_eval_samples)):
+        raise ConfigError("--max-train-samples and --max-eval-samples must be positive")
     from edgekd.models.segmentation import is_seg_model
 
     task = "segment" if is_seg_model(arch) else "classify"  # a U-Net trains on images/ + masks/
     recipe = TeacherRecipe(arch=arch, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
                            patience=default_patience(data, task) if patience is None else patience)
-    _, card = build_teacher(load_data(data, image_size, val_fraction, seed=seed, task=task), recipe, weights,
+    _, card = build_teacher(load_data(data, image_size, val_fraction, seed=seed, max_train=max_train_samples,
+                                      max_eval=max_eval_samples, task=task), recipe, weights,
                             out.with_name(out.stem + "-train"), out, retrain=True, option="--weights")
     from edgekd.distill.metrics import METRIC_LABEL
 
