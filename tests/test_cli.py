@@ -46,6 +46,8 @@ def _edgekd(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     (["bench", "{tmp}/none.onnx"], 2, "does not exist"),
     (["verify-bundle", "{tmp}"], 2, "not an edgekd bundle"),
     (["targets", "show", "nope"], 2, "unknown target"),
+    (["train-teacher", "--max-train-samples", "0", "--out", "{tmp}/t.safetensors"], 2,
+     "--max-train-samples and --max-eval-samples must be positive"),
 ])
 def test_bad_input_gives_one_line_and_exit_code(tmp_path: Path, args, code, match):
     d = tmp_path / "d" / "cls"
