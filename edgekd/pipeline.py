@@ -67,6 +67,7 @@ STAGE_DEPS: list[tuple[str, tuple[str, ...]]] = [
                   "qad_losses", "max_accuracy_drop", "max_fp32_layers")),
     ("verify", ("verify_samples",)),
     ("bench", ("bench_iters", "bench_warmup")),
+    ("robustness", ("robustness",)),  # opt-in: skipped, and left out of the chain, when off
     ("bundle", ()),
 ]
 
@@ -75,12 +76,13 @@ def _stages() -> dict[str, Callable[[Run], Any]]:
     from edgekd import stages
 
     return {"teacher": stages.teacher, "distill": stages.distill, "export": stages.export,
-            "quantize": stages.quantize, "verify": stages.verify, "bench": stages.bench, "bundle": stages.bundle}
+            "quantize": stages.quantize, "verify": stages.verify, "bench": stages.bench,
+            "robustness": stages.robustness, "bundle": stages.bundle}
 
 
 # what a run writes at the top of its folder (the tarball is NAME.tar.gz, NAME from run.json)
 RUN_ENTRIES = ("run.json", "stages", "teacher", "student", "export", "quantize", "quantize.json", "verify.json",
-               "bundle", "bundle.tmp", "cache", ".write-test")
+               "robustness.json", "robustness.png", "bundle", "bundle.tmp", "cache", ".write-test")
 
 
 def clear_run_dir(root: Path) -> list[str]:
@@ -261,6 +263,8 @@ def run(cfg: RunConfig, target: Target, root: Path, overwrite: bool = False, unt
     chain = ""
     redo: str | None = None  # once a stage is recomputed because its outputs were bad, every later one is too
     for name, deps in STAGE_DEPS:
+        if name == "robustness" and not cfg.robustness:  # off: runs from before it existed keep their hashes
+            continue
         opts = {k: getattr(cfg, k) for k in deps}
         if name == "export":  # from export on, results depend on the target too (formats, thresholds, threads)
             opts["target"] = target.model_dump(mode="json")
