@@ -349,10 +349,13 @@ def open_run(run_dir: Path, target: str | None = None):
         cfg = RunConfig.model_validate(info["config"])
     except (ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"{saved}: unreadable run record ({exc})") from exc
-    try:
-        tgt = load_target(target or info["target"])
-    except ConfigError:  # a target YAML the run was given by path, not at hand now
-        tgt = load_target("cpu-x86")
+    if target is not None:
+        tgt = load_target(target)
+    else:
+        try:
+            tgt = load_target(info["target"])
+        except ConfigError:  # a target YAML the run was given by path, not at hand now: its threads are 2 too
+            tgt = load_target("cpu-x86")
     r = Run(cfg, tgt, run_dir)
     for name in ("teacher", "distill", "export", "quantize"):
         rec = _load_record(run_dir / "stages" / f"{name}.json", run_dir)
