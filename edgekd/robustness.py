@@ -120,7 +120,7 @@ def corrupt(img: np.ndarray, name: str, severity: int, seed: int) -> np.ndarray:
                           **({"seed": s32} if name in _OWN_SEED else {}))
     finally:
         np.random.set_state(state)
-    return np.ascontiguousarray(out, dtype=np.uint8)
+    return np.require(out, np.uint8, ["C", "W"])  # JPEG comes back as a read-only view of a Pillow image
 
 
 def corrupt_images(images: np.ndarray, name: str, severity: int, seed: int = 0) -> np.ndarray:
