@@ -282,6 +282,16 @@ def _budget(manifest: dict) -> str:
             f"{int8}\n\n")
 
 
+def _robustness(rep: dict | None) -> str:
+    """report.md's section on accuracy under corruptions (empty when the run did not score it)."""
+    if not rep:
+        return ""
+    from edgekd.robustness import caption, markdown
+
+    return (f"\n## Robustness under corrupted inputs\n\n{caption(rep)} Plot: `robustness.png` in the run folder."
+            f"\n\n{markdown(rep)}\n")
+
+
 def _report(r, rows: list[dict], table: str, manifest: dict) -> str:
     cfg = r.cfg
     return (
@@ -296,6 +306,7 @@ def _report(r, rows: list[dict], table: str, manifest: dict) -> str:
         f"images; latency measured on this machine at "
         f"batch 1 with {r.target.threads} threads (median of {cfg.bench_iters} runs after {cfg.bench_warmup} "
         f"warm-up; torch rows use half as many).\n\n{table}\n"
+        f"{_robustness(r.results.get('robustness'))}"
     )
 
 

@@ -382,23 +382,53 @@ def _quantize_run(run_dir: Path, target: str | None, **opts) -> None:
     typer.echo(f"report: {run_dir / ('quantize.json' if (run_dir / 'quantize.json').is_file() else 'verify.json')}")
 
 
+CORRUPTIONS_HELP = ("Score MODEL, a run folder of `edgekd compress`, under ImageNet-C corruptions instead: its "
+                    "teacher, FP32 and int8 students on the same corrupted test images (table, JSON and plot).")
+
+
 @app.command()
 def verify(
-    model: Path = typer.Argument(..., help="Exported model (.onnx or .xml)."),
-    reference: Path = typer.Option(..., help="PyTorch checkpoint (student.safetensors + .json card)."),
-    data: str = typer.Option(..., help="Held-out images: ImageFolder dir or builtin:shapes10 (segmentation "
-                                       "students: a folder of images/ + masks/)."),
-    target: str = typer.Option("cpu-x86", help="Target whose parity thresholds apply."),
+    model: Path = typer.Argument(..., help="Exported model (.onnx or .xml); with --corruptions: a run folder."),
+    reference: Path | None = typer.Option(None, help="PyTorch checkpoint (student.safetensors + .json card)."),
+    data: str | None = typer.Option(None, help="Held-out images: ImageFolder dir or builtin:shapes10 (segmentation "
+                                    "students: a folder of images/ + masks/)."),
+    target: str | None = typer.Option(None, help="Target whose parity thresholds apply (default cpu-x86; "
+                                      "--corruptions: whose threads the runtimes use, default the run's)."),
     precision: str | None = typer.Option(None, help="fp32 | int8 (default: guessed from the file)."),
-    samples: int = typer.Option(500),
+    samples: int | None = typer.Option(None, help="Test images (default 500; --corruptions: 200)."),
     report: Path | None = typer.Option(None, help="Write the JSON report here."),
+    corruptions: bool = typer.Option(False, "--corruptions", help=CORRUPTIONS_HELP),
+    corruption_set: str | None = typer.Option(None, help="--corruptions: comma list of ImageNet-C names, or all "
+                                              "(default gaussian_noise,defocus_blur,motion_blur,contrast,"
+                                              "jpeg_compression,fog)."),
+    severities: str | None = typer.Option(None, help="--corruptions: severities 1-5, e.g. 1,3,5 (default 1-5)."),
+    models: str | None = typer.Option(None, help="--corruptions: comma list of the run's models to score "
+                                      "(teacher, onnx-fp32, onnx-int8, openvino-fp32, openvino-int8; default all)."),
+    seed: int = typer.Option(0, help="--corruptions: seed of the corruptions' randomness."),
+    plot: Path | None = typer.Option(None, help="--corruptions: the plot's PNG (default RUN/robustness.png)."),
 ) -> None:
-    """Compare an exported model with its PyTorch reference; exit 6 when it fails the target's thresholds."""
+    """Compare an exported model with its PyTorch reference; exit 6 when it fails the target's thresholds.
+
+    With --corruptions: accuracy of a run's teacher and students under corrupted inputs (noise, blur, low
+    contrast, JPEG, fog at severities 1-5).
+    """
+    if corruptions:
+        _verify_corruptions(model, target, samples, report, corruption_set,
+                            severities, models, seed, plot)
+        return
+    for flag, given in (("--corruption-set", corruption_set), ("--severities", severities), ("--models", models),
+                        ("--plot", plot)):
+        if given is not None:
+            raise ConfigError(f"{flag} is an option of --corruptions; add --corruptions (MODEL: a run folder)")
+    for flag, given in (("--reference", reference), ("--data", data)):
+        if given is None:
+            raise ConfigError(f"missing option '{flag}' (needed to verify an exported file; or score a run folder "
+                              f"with --corruptions)")
     import json
 
     from edgekd.cli_support import verify_file
 
-    res = verify_file(model, reference, data, target, precision, samples, report)
+    res = verify_file(model, reference, data, target or "cpu-x86", precision, samples or 500, report)
     seg = json.loads(reference.with_suffix(".json").read_text()).get("task") == "segment"
     typer.echo(f"{model}: {'pixel ' if seg else ''}agreement {res.top1_agreement:.4f}, max|diff| "
                f"{res.max_abs_diff:.3g}, cosine {res.cosine:.5f}, {'mIoU' if seg else 'top-1'} {res.metric:.2f}% "
@@ -406,6 +436,29 @@ def verify(
                f"{'pass' if res.passed else 'FAIL: ' + res.reason}")
     if not res.passed:
         raise typer.Exit(6)
+
+
+def _verify_corruptions(run_dir: Path, target: str | None, samples: int | None, report: Path | None,
+                        names: str | None, severities: str | None, models: str | None, seed: int,
+                        plot: Path | None) -> None:
+    from edgekd import robustness as rb
+
+    # bad names and severities fail before anything loads
+    names_ = rb.parse_names(names)
+    sev = rb.parse_severities(severities)
+    only = [m.strip() for m in models.split(",") if m.strip()] if models else None
+    if samples is not None and samples < 1:
+        raise ConfigError("--samples must be positive")
+    if not run_dir.is_dir():
+        raise ConfigError(f"{run_dir}: --corruptions takes a run folder of edgekd compress (not a model file)")
+    from edgekd.pipeline import open_run
+
+    r = open_run(run_dir, target)
+    res = rb.score_run(r, names_, sev, samples or rb.DEFAULT_SAMPLES, seed, only)
+    paths = rb.write(res, report or run_dir / "robustness.json", plot or run_dir / "robustness.png")
+    typer.echo(rb.caption(res))
+    typer.echo(rb.markdown(res))
+    typer.echo(f"report: {paths['json']}; plot: {paths['plot']}")
 
 
 @app.command()

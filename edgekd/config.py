@@ -6,7 +6,16 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+)
 
 from edgekd.errors import ConfigError, reason
 
@@ -62,6 +71,39 @@ class StageSpec(BaseModel):
     epochs: PositiveInt
     losses: list[LossTerm] = Field(min_length=1)
     lr: PositiveFloat | None = None
+
+
+class RobustnessSpec(BaseModel):
+    """`robustness:` of a recipe: score the teacher and the exported students under ImageNet-C corruptions after
+    verify (edgekd.robustness); ``true`` takes these defaults."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    corruptions: list[str] | None = Field(default=None, description="ImageNet-C names, or [all] (default: "
+                                          "gaussian_noise, defocus_blur, motion_blur, contrast, jpeg_compression, fog)")
+    severities: list[int] = Field(default=[1, 2, 3, 4, 5], description="each 1-5")
+    samples: PositiveInt = Field(default=200, description="test images scored (class-balanced)")
+    seed: int = 0
+
+    @field_validator("corruptions")
+    @classmethod
+    def _names(cls, v):
+        from edgekd.corruptions import parse_names
+
+        try:
+            return None if v is None else parse_names(v, "corruptions")
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("severities")
+    @classmethod
+    def _severities(cls, v):
+        from edgekd.corruptions import parse_severities
+
+        try:
+            return parse_severities(v, "severities")
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
 
 
 class RunConfig(BaseModel):
@@ -177,6 +219,11 @@ class RunConfig(BaseModel):
     max_fp32_layers: NonNegativeInt = Field(
         default=12, description="how many layers the accuracy guard may keep in FP32 at most")
     verify_samples: PositiveInt = 1000
+    robustness: RobustnessSpec | bool = Field(
+        default=False, description="after verify, score the teacher, FP32 and int8 students on test images under "
+        "ImageNet-C corruptions (noise, blur, contrast, JPEG, fog at severities 1-5): RUN/robustness.json + .png and a "
+        "report.md section; true = the defaults of {corruptions, severities, samples: 200, seed}. Off: it costs "
+        "minutes")
     bench_iters: PositiveInt = 200
     bench_warmup: NonNegativeInt = 20
 
@@ -211,6 +258,8 @@ def resolve(cfg: RunConfig, device: str | None = None) -> RunConfig:
     if (cfg.mixup or cfg.cutmix) and cfg.teacher_cache_views:
         raise ConfigError("mixup / cutmix make a new image every batch, so teacher outputs cannot be cached per "
                           "view: set teacher_cache_views: 0 (teacher online)")
+    if cfg.robustness and cfg.task == "segment":
+        raise ConfigError("robustness scores classifiers under corruptions; segmentation runs are not covered yet")
     if cfg.sampler == "balanced" and cfg.task == "segment":
         raise ConfigError("sampler balanced balances image classes; segmentation data has none")
     if cfg.task == "segment" and cfg.class_weights != "none":

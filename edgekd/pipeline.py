@@ -37,6 +37,7 @@ STAGE_DEPS: list[tuple[str, tuple[str, ...]]] = [
                   "qad_losses", "max_accuracy_drop", "max_fp32_layers")),
     ("verify", ("verify_samples",)),
     ("bench", ("bench_iters", "bench_warmup")),
+    ("robustness", ("robustness",)),  # opt-in: skipped, and left out of the chain, when off
     ("bundle", ()),
 ]
 
@@ -45,12 +46,13 @@ def _stages() -> dict[str, Callable[[Run], Any]]:
     from edgekd import stages
 
     return {"teacher": stages.teacher, "distill": stages.distill, "export": stages.export,
-            "quantize": stages.quantize, "verify": stages.verify, "bench": stages.bench, "bundle": stages.bundle}
+            "quantize": stages.quantize, "verify": stages.verify, "bench": stages.bench,
+            "robustness": stages.robustness, "bundle": stages.bundle}
 
 
 # what a run writes at the top of its folder (the tarball is NAME.tar.gz, NAME from run.json)
 RUN_ENTRIES = ("run.json", "stages", "teacher", "student", "export", "quantize", "quantize.json", "verify.json",
-               "bundle", "bundle.tmp", "cache", ".write-test")
+               "robustness.json", "robustness.png", "bundle", "bundle.tmp", "cache", ".write-test")
 
 
 def clear_run_dir(root: Path) -> list[str]:
@@ -233,6 +235,8 @@ def run(cfg: RunConfig, target: Target, root: Path, overwrite: bool = False, unt
     chain = ""
     redo: str | None = None  # once a stage is recomputed because its outputs were bad, every later one is too
     for name, deps in STAGE_DEPS:
+        if name == "robustness" and not cfg.robustness:  # off: runs from before it existed keep their hashes
+            continue
         opts = {k: getattr(cfg, k) for k in deps}
         if name == "export":  # from export on, results depend on the target too (formats, thresholds, threads)
             opts["target"] = target.model_dump(mode="json")
@@ -273,4 +277,37 @@ def run(cfg: RunConfig, target: Target, root: Path, overwrite: bool = False, unt
         _write_record(cache, chain, r.results[name], root)
         if name == until:
             break
+    return r
+
+
+def open_run(run_dir: Path, target: str | None = None):
+    """A finished run folder (of `edgekd compress`) as a Run with its teacher, distill, export and quantize
+    results, for commands that work on a run afterwards (`verify --corruptions`); its data loads (the same split)
+    when first used. ``target``: whose threads the runtimes use (default: the run's)."""
+    from edgekd.config import RunConfig
+    from edgekd.targets import load_target
+
+    saved = run_dir / "run.json"
+    if not saved.is_file():
+        raise ConfigError(f"{run_dir}: not an edgekd run folder (no run.json); --corruptions scores the models of "
+                          f"a run written by edgekd compress")
+    try:
+        info = json.loads(saved.read_text())
+        cfg = RunConfig.model_validate(info["config"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{saved}: unreadable run record ({exc})") from exc
+    if target is not None:
+        tgt = load_target(target)
+    else:
+        try:
+            tgt = load_target(info["target"])
+        except ConfigError:  # a target YAML the run was given by path, not at hand now: its threads are 2 too
+            tgt = load_target("cpu-x86")
+    r = Run(cfg, tgt, run_dir)
+    for name in ("teacher", "distill", "export", "quantize"):
+        rec = _load_record(run_dir / "stages" / f"{name}.json", run_dir)
+        if rec is None:
+            raise ConfigError(f"{run_dir}: the {name} stage has not finished (no stages/{name}.json); finish the run "
+                              f"with edgekd compress first")
+        r.results[name] = rec["result"]
     return r

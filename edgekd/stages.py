@@ -386,6 +386,22 @@ def bench(r: Run) -> list[dict]:
     return out
 
 
+def robustness(r: Run) -> dict:
+    """Opt-in (``robustness:``): the teacher and every exported student on test images under ImageNet-C corruptions
+    (edgekd.robustness); RUN/robustness.json and .png, a section of the bundle's report.md."""
+    from edgekd import robustness as rb
+    from edgekd.config import RobustnessSpec
+
+    spec = r.cfg.robustness if isinstance(r.cfg.robustness, RobustnessSpec) else RobustnessSpec()
+    names = spec.corruptions or list(rb.DEFAULT)
+    report = rb.score_run(r, names, spec.severities, spec.samples, spec.seed)
+    paths = rb.write(report, r.path("robustness.json"), r.path("robustness.png"))
+    for m in report["models"]:
+        rel = "-" if m["relative"] is None else f"{m['relative']:.3f}"
+        console.print(f"robustness {m['model']}: clean {m['clean']:.2f}%, mCA {m['mca']:.2f}% (x{rel})")
+    return {**report, **paths}
+
+
 def _energy(r: Run, row: dict) -> None:
     """Energy per frame from the target's power model at the row's FPS: always labelled estimated (no meter is
     read in the pipeline; `edgekd.bench.energy.measure_energy` reads RAPL / NVML / Jetson rails where present)."""

@@ -12,7 +12,9 @@ Presets (``augment:`` in a recipe, ``--augment`` on the command line):
 
 A list names ``torchvision.transforms.v2`` classes with their arguments, e.g.
 ``[{name: RandomResizedCrop, scale: [0.5, 1.0]}, {name: RandomHorizontalFlip}, {name: ColorJitter, brightness:
-0.4}]``; ``size`` is filled in with the input size where a transform takes one.
+0.4}]``; ``size`` is filled in with the input size where a transform takes one. Besides v2's classes, edgekd's
+``Corrupt`` adds ImageNet-C corruptions (``{name: Corrupt, names: [gaussian_noise, fog], severity: [1, 3], p: 0.5}``,
+see :mod:`edgekd.data.corrupt`).
 
 Segmentation: image and mask are one sample (``tv_tensors.Image`` + ``tv_tensors.Mask``), so geometric
 transforms move both together (the mask resampled nearest) and photometric ones touch the image only.
@@ -87,6 +89,13 @@ def _from_dict(d, size: tuple[int, int]):
     if not isinstance(d, dict) or "name" not in d:
         raise ConfigError(f"augment list item {d!r}: expected a mapping with name: <torchvision v2 transform>")
     kwargs = {k: v for k, v in d.items() if k != "name"}
+    if d["name"] == "Corrupt":  # edgekd's own: ImageNet-C corruptions (edgekd.data.corrupt)
+        from edgekd.data.corrupt import Corrupt
+
+        try:
+            return Corrupt(**kwargs)
+        except TypeError as exc:
+            raise ConfigError(f"augment: Corrupt({kwargs}): {exc}; it takes names, severity and p") from exc
     cls = getattr(v2, str(d["name"]), None)
     if not (isinstance(cls, type) and issubclass(cls, v2.Transform)):
         raise ConfigError(f"augment: {d['name']!r} is not a torchvision.transforms.v2 transform")
