@@ -1,26 +1,12 @@
 """The teacher check before distilling (issue 20): the teachers' validation score against a labels-only probe
 student, one warning line when the teacher is not better, the student untouched, and its defaults."""
 
-import numpy as np
 import pytest
 import torch
 
 from edgekd.config import RunConfig, resolve
 
-
-def make_folder(root, counts: dict[str, int], side: int = 32):
-    """Two colour classes (red-ish, blue-ish) plus noise: a tiny model tells them apart in an epoch."""
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for k, (cls, n) in enumerate(counts.items()):
-        d = root / cls
-        d.mkdir(parents=True)
-        col = np.array([200 if k == 0 else 40, 40, 40 if k == 0 else 200], np.float32)
-        for i in range(n):
-            a = (rng.normal(0, 30, (side, side, 3)) + col).clip(0, 255).astype(np.uint8)
-            Image.fromarray(a).save(d / f"{i}.png")
-    return root
+from .imagefolders import make_folder
 
 
 class ColourTeacher:
