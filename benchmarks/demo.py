@@ -70,14 +70,14 @@ def models_of(run: Path) -> list[dict]:
               {"key": "student-torch", "model": f"student {distill['arch']}", "runtime": "torch", "precision": "fp32",
                "path": distill["path"], "top1": verify[f"student_{verify['metric']}"], "parity": "reference"}]
     checks = {m["model"]: m for m in verify["models"]}
-    from edgekd.verify import RUNTIME_OF_FORMAT
+    from edgekd.formats import timed_runtime
 
     for d in stage(run, "export") + stage(run, "quantize"):
-        if d["format"] not in RUNTIME_OF_FORMAT:
+        if timed_runtime(d["format"]) is None:
             continue
         key = f"{d['format']}-{d['precision']}"
         v = checks[key]
-        models.append({"key": key, "model": f"student {distill['arch']}", "runtime": RUNTIME_OF_FORMAT[d["format"]],
+        models.append({"key": key, "model": f"student {distill['arch']}", "runtime": timed_runtime(d["format"]),
                        "precision": d["precision"], "path": d["path"], "top1": v["metric"],
                        "parity": "pass" if v["passed"] else f"fail: {v['reason']}",
                        "verify": {k: v.get(k) for k in ("top1_agreement", "max_abs_diff", "mean_abs_diff", "cosine",

@@ -33,10 +33,10 @@ def main() -> None:
     from edgekd.bench.latency import bench_runtime, bench_torch
     from edgekd.export.catalog import get_exporter
     from edgekd.export.onnx import export_torch
+    from edgekd.formats import runtime_of
     from edgekd.models.factory import create_timm
     from edgekd.quantize.ptq import quantize
     from edgekd.runtimes import runtime_for
-    from edgekd.verify import RUNTIME_OF_FORMAT
 
     torch.manual_seed(0)
     model = create_timm(args.model, 1000).eval()
@@ -52,7 +52,7 @@ def main() -> None:
         r = bench_torch(model, x, "torch-fp32", args.threads, 0.0, 10, max(20, args.iters // 4))
         runs.setdefault("torch eager FP32", []).append(r)
         for m in fp32 + int8:
-            with runtime_for(m.path, RUNTIME_OF_FORMAT[m.format], args.threads, "f32") as rt:
+            with runtime_for(m.path, runtime_of(m.format), args.threads, "f32") as rt:
                 label = f"{rt.name} {m.precision.upper()} ({rt.executed_precision})"
                 runs.setdefault(label, []).append(bench_runtime(rt, x, m.key, m.precision, args.threads,
                                                                 m.size_mb(), 20, args.iters))

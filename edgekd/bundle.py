@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekd.errors import ConfigError, IntegrityError, ParityError, WriteError, reason
+from edgekd.formats import FORMATS, bundle_runtime, suffix_of
 from edgekd.integrity import (  # also imported from here by teacher, bench and tests
     DIGEST,
     MANIFEST,
@@ -40,7 +41,7 @@ def write_bundle(r) -> dict:
         deploy, keep = for_bundle(r, exports, passed)
     except ValueError as exc:
         raise ParityError(f"nothing to bundle for {target.name}: {exc}") from exc
-    chosen = [d for d in exports if key_of(d) in keep]
+    chosen = [d for d in exports if key_of(d) in keep and FORMATS[d["format"]].bundled]
     final, tmp = r.root / "bundle", r.root / "bundle.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
@@ -55,7 +56,7 @@ def write_bundle(r) -> dict:
         measured, est = lat.get(key), lat.get(f"{key}@{target.name}")
         bench = measured or est
         entry = {"file": Path(d["path"]).name, "format": d["format"], "precision": d["precision"],
-                 "runtime": {"onnx": "onnxruntime", "openvino": "openvino"}.get(d["format"], target.runtimes[0]),
+                 "runtime": bundle_runtime(d["format"], target.runtimes),
                  "p50_ms": bench["p50_ms"], "fps": bench["fps"],
                  "latency": "measured on the build machine" if measured else est["estimated"],
                  metric: next(m["metric"] for m in res["verify"]["models"] if m["model"] == key)}
@@ -68,7 +69,7 @@ def write_bundle(r) -> dict:
             (tmp / "build_engine.sh").write_text(script)
             (tmp / "build_engine.sh").chmod(0o755)
             est = lat.get(f"{key}@{target.name}")
-            entry.update(runtime="tensorrt", engine=Path(entry["file"]).with_suffix(".engine").name,
+            entry.update(runtime="tensorrt", engine=suffix_of("tensorrt", Path(entry["file"]).stem),
                          build="sh build_engine.sh", host_p50_ms=entry["p50_ms"],
                          top1_measured_with="onnxruntime on the build machine's CPU (stand-in for TensorRT)")
             if est:
@@ -178,8 +179,9 @@ def sign_bundle(folder: Path, key, tar: Path | None = None, arcname: str | None 
 
 RUNNER = "run.pyz"
 # the on-device runner and everything it imports: no torch, timm or other edgekd module
-RUNNER_MODULES = ("__init__.py", "run.py", "bundle.py", "integrity.py", "errors.py", "preprocess.py", "_deps.py",
-                  "runtimes/__init__.py", "runtimes/base.py", "runtimes/onnxruntime.py", "runtimes/openvino.py")
+RUNNER_MODULES = ("__init__.py", "run.py", "bundle.py", "integrity.py", "errors.py", "formats.py", "preprocess.py",
+                  "_deps.py", "runtimes/__init__.py", "runtimes/base.py", "runtimes/onnxruntime.py",
+                  "runtimes/openvino.py")
 
 
 def write_runner(out: Path) -> None:
@@ -211,11 +213,17 @@ def _write_samples(r, folder: Path, models: list[dict]) -> dict:
     x = r.data.preprocess.batch([src.image(i) for i in range(len(src))])
     arrays = {"input": x}
     for m in models:
-        runtime = {"openvino": "openvino", "qonnx": "qonnx"}.get(m["format"], "onnxruntime")
-        with runtime_for(folder / m["file"], runtime, 1, "f32") as rt:
+        with runtime_for(folder / m["file"], _sample_runtime(m), 1, "f32") as rt:
             arrays[f"output:{m['file']}"] = np.concatenate([rt(x[i:i + 1]) for i in range(len(x))])
     np.savez(folder / SAMPLES, **arrays)
     return {"file": SAMPLES, "count": len(x), "check": "same top-1, max|diff| <= 0.01 * max(1, max|output|)"}
+
+
+def _sample_runtime(m: dict) -> str:
+    """The runtime that replays a bundled model's samples here: its format's (formats.py), ONNX Runtime for a
+    format this edgekd does not know (a newer bundle's)."""
+    f = FORMATS.get(m["format"])
+    return f.runtime if f is not None else "onnxruntime"
 
 
 def check_samples(path: Path, manifest: dict, label: str | None = None) -> int:
@@ -228,8 +236,7 @@ def check_samples(path: Path, manifest: dict, label: str | None = None) -> int:
     x, outs = load_samples(path, manifest, label)
     for m in manifest["models"]:
         ref = outs[m["file"]]
-        runtime = {"openvino": "openvino", "qonnx": "qonnx"}.get(m["format"], "onnxruntime")
-        with runtime_for(path / m["file"], runtime, 1, "f32") as rt:
+        with runtime_for(path / m["file"], _sample_runtime(m), 1, "f32") as rt:
             out = np.concatenate([rt(x[i:i + 1]) for i in range(len(x))])
         if out.shape != ref.shape:
             raise IntegrityError(f"{label}: {m['file']!r} gives outputs of shape {list(out.shape)}, its stored "

@@ -339,16 +339,18 @@ def quantize(
         raise ConfigError("--data is required to calibrate a MODEL file")
     from edgekd.artifacts import ExportedModel
     from edgekd.data.calibration import calibration, preprocess_for
+    from edgekd.formats import FORMATS, files_of, format_of_path
     from edgekd.quantize.ptq import quantize as ptq
 
-    fmt = {".onnx": "onnx", ".xml": "openvino"}.get(model.suffix)
-    if fmt is None or not model.is_file():
-        raise ConfigError(f"{model}: expected an existing .onnx or .xml file")
+    fmt = format_of_path(model)
+    if fmt is None or not fmt.ptq or not model.is_file():
+        ok = " or ".join(f.suffix for f in FORMATS.values() if f.ptq)
+        raise ConfigError(f"{model}: expected an existing {ok} file")
     pre = preprocess_for(model, reference)
     out = out or model.with_name(model.stem.replace("-fp32", "") + "-int8" + model.suffix)
-    files = (str(model),) if fmt == "onnx" else (str(model), str(model.with_suffix(".bin")))
-    exp = ptq(ExportedModel(fmt, "fp32", str(model), files), calibration(data, pre, calib or 300), out.parent,
-              out.stem, preset or "mixed", ignored=tuple(ignore))
+    fp32 = ExportedModel(fmt.name, "fp32", str(model), files_of(fmt.name, model))
+    exp = ptq(fp32, calibration(data, pre, calib or 300), out.parent, out.stem, preset or "mixed",
+              ignored=tuple(ignore))
     typer.echo(f"{exp.key}: {exp.path} ({exp.size_mb():.2f} MB)")
 
 

@@ -18,13 +18,15 @@ def verify_file(model: Path, reference: Path, data: str, target_name: str, preci
 
     from edgekd.artifacts import ExportedModel
     from edgekd.data import load_data
+    from edgekd.formats import FORMATS, files_of, format_of_path
     from edgekd.models.factory import load_checkpoint
     from edgekd.targets import load_target
     from edgekd.verify import verify_model
 
-    fmt = {".onnx": "onnx", ".xml": "openvino"}.get(model.suffix)
-    if fmt is None or not model.is_file():
-        raise ConfigError(f"{model}: expected an existing .onnx or .xml file")
+    fmt = format_of_path(model)  # any exported format, verified in its runtime (formats.py)
+    if fmt is None or fmt.exporter is None or not model.is_file():
+        ok = [s for f in FORMATS.values() if f.exporter is not None for s in f.suffixes[:1]]
+        raise ConfigError(f"{model}: expected an existing {', '.join(ok[:-1])} or {ok[-1]} file")
     target = load_target(target_name)
     net, card = load_checkpoint(reference)
     pre = Preprocess.from_dict(card["preprocess"])
@@ -41,7 +43,7 @@ def verify_file(model: Path, reference: Path, data: str, target_name: str, preci
     precision = precision or ("int8" if "int8" in model.name else "fp32")
     if precision not in target.parity:
         raise ConfigError(f"target {target.name} has no thresholds for precision {precision}")
-    exp = ExportedModel(fmt, precision, str(model), (str(model),))
+    exp = ExportedModel(fmt.name, precision, str(model), files_of(fmt.name, model))
     res = verify_model(exp, x, src.targets(pre), ref, target)
     if report is not None:
         report.write_text(json.dumps(to_json(res), indent=2))

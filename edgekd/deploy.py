@@ -108,12 +108,12 @@ def for_bundle(r, exports: list[dict], passed: set[str], passes: int = 3) -> tup
 
     from edgekd.bench.latency import time_calls
     from edgekd.bench.system import system_info
+    from edgekd.formats import timed_runtime
     from edgekd.runtimes import runtime_for
-    from edgekd.verify import RUNTIME_OF_FORMAT
 
     policy = r.target.deploy_policy
     ok = [d for d in exports if key_of(d) in passed]
-    here = [d for d in ok if d["format"] in RUNTIME_OF_FORMAT]
+    here = [d for d in ok if timed_runtime(d["format"])]
     isa = system_info()["isa"]
     medians: dict[str, float] = {}
     if here:
@@ -121,7 +121,7 @@ def for_bundle(r, exports: list[dict], passed: set[str], passes: int = 3) -> tup
         x = r.data.preprocess.batch([src.image(0)])
         iters = max(10, r.cfg.bench_iters // passes)
         with ExitStack() as stack:
-            rts = {key_of(d): stack.enter_context(runtime_for(d["path"], RUNTIME_OF_FORMAT[d["format"]],
+            rts = {key_of(d): stack.enter_context(runtime_for(d["path"], timed_runtime(d["format"]),
                                                               r.target.threads, r.target.openvino_inference_precision))
                    for d in here}
             for k, rt in rts.items():  # warm each up once, before the alternating rounds

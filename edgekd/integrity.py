@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekd.errors import BackendError, ConfigError, IntegrityError
+from edgekd.formats import FORMATS
 
 SCHEMA_VERSION = 2
 MANIFEST, DIGEST, SIGNATURE = "manifest.json", "manifest.sha256", "manifest.sig"
@@ -213,7 +214,8 @@ def check_structure(manifest: dict, label: str) -> None:
                                  f"(models load only from inside the bundle)")
         if not isinstance(m.get("format"), str):
             raise IntegrityError(f"{where} field 'models[{i}].format' is missing")
-        if m["format"] == "openvino" and Path(f).with_suffix(".bin").name not in files:
+        fmt = FORMATS.get(m["format"])
+        if fmt is not None and fmt.bundled and any(Path(f).with_suffix(s).name not in files for s in fmt.side):
             raise IntegrityError(f"{where} field 'models[{i}].file' {f!r} has no weights file listed in 'files'")
         if "engine" in m and not plain_name(m["engine"]):
             raise IntegrityError(f"{where} field 'models[{i}].engine' {m['engine']!r} is not a plain file name")

@@ -196,8 +196,8 @@ def run_scorers(r, stack, only: Sequence[str] | None = None) -> list[Scorer]:
     keep (``teacher``, ``onnx-fp32``, ``openvino-int8``...)."""
     from edgekd.artifacts import ExportedModel, from_json
     from edgekd.distill.engine import load_teachers
+    from edgekd.formats import timed_runtime
     from edgekd.runtimes import runtime_for
-    from edgekd.verify import RUNTIME_OF_FORMAT
 
     res = r.results
     found: list[tuple[str, Scorer]] = []
@@ -208,13 +208,14 @@ def run_scorers(r, stack, only: Sequence[str] | None = None) -> list[Scorer]:
         found.append((key, (f"teacher {card['arch']}", runtime, "fp32", _batched(_torch_fn(t)))))
     for d in res["export"] + res["quantize"]:
         exp = from_json(ExportedModel, d)
-        if exp.format not in RUNTIME_OF_FORMAT:
+        runtime = timed_runtime(exp.format)
+        if runtime is None:
             continue
         if only is not None and exp.key not in only:
             continue
-        rt = stack.enter_context(runtime_for(exp.path, RUNTIME_OF_FORMAT[exp.format], r.target.threads,
+        rt = stack.enter_context(runtime_for(exp.path, runtime, r.target.threads,
                                              r.target.openvino_inference_precision))
-        found.append((exp.key, (f"student {res['distill']['arch']} {exp.key}", RUNTIME_OF_FORMAT[exp.format],
+        found.append((exp.key, (f"student {res['distill']['arch']} {exp.key}", runtime,
                                 exp.precision, _batched(rt))))
     if only is not None:
         unknown = [k for k in only if k not in {key for key, _ in found}]

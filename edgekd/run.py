@@ -28,6 +28,7 @@ import numpy as np
 
 from edgekd.bundle import safe_extract
 from edgekd.errors import ConfigError, DataError, EdgeKDError
+from edgekd.formats import FORMATS
 from edgekd.integrity import verify_bundle_dir
 from edgekd.preprocess import Preprocess, load_image
 
@@ -39,7 +40,8 @@ def open_model(bundle: Path, manifest: dict, name: str | None, threads: int):
     if name not in files:
         raise ConfigError(f"{bundle}: no model {name!r}; the bundle has {', '.join(files)}")
     entry, path = files[name], bundle / name
-    if entry["format"] == "openvino":
+    fmt = FORMATS.get(entry["format"])
+    if fmt is not None and fmt.runtime == "openvino":  # anything else: ONNX Runtime (with TensorRT's EP on a Jetson)
         from edgekd.runtimes.openvino import OvRuntime
 
         return OvRuntime(path, threads, "f32"), entry

@@ -237,6 +237,7 @@ def export(r: Run) -> list[dict]:
 
     from edgekd.export.catalog import get_exporter
     from edgekd.export.onnx import export_torch
+    from edgekd.formats import FORMATS
     from edgekd.models.factory import load_checkpoint
 
     model, card = load_checkpoint(Path(r.results["distill"]["path"]))
@@ -256,7 +257,7 @@ def export(r: Run) -> list[dict]:
             console.print(f"exported {exp.key}: {exp.path} ({exp.size_mb():.2f} MB)")
             out.append(to_json(exp))
             continue
-        if fmt == "qonnx":  # QONNX is made from the int8 Q/DQ graph in the quantize stage
+        if FORMATS[fmt].export_from != "fp32":  # QONNX is made from the int8 Q/DQ graph in the quantize stage
             continue
         exp = get_exporter(fmt).export(onnx_path, r.path("export", "x").parent, "student-fp32")
         console.print(f"exported {exp.key}: {exp.path} ({exp.size_mb():.2f} MB)")
@@ -273,6 +274,7 @@ def quantize(r: Run) -> list[dict]:
         from edgekd.quantize import torch_stage
 
         return torch_stage.run(r, calib)
+    from edgekd.formats import FORMATS
     from edgekd.quantize.ptq import quantize as ptq
 
     r.path("quantize.json").unlink(missing_ok=True)  # a torch-route report of an earlier config no longer applies
@@ -282,7 +284,7 @@ def quantize(r: Run) -> list[dict]:
     out = []
     for d in r.results["export"]:
         fp32 = from_json(ExportedModel, d)
-        if fp32.format not in ("onnx", "openvino"):
+        if not FORMATS[fp32.format].ptq:  # NNCF quantizes ONNX and IR; the others derive from the Q/DQ ONNX
             continue
         exp = ptq(fp32, calib, r.path("export", "x").parent, "student-int8", preset, transformer,
                   tuple(r.cfg.quant_ignored_scope))
@@ -344,9 +346,9 @@ def verify(r: Run) -> dict:
 def bench(r: Run) -> list[dict]:
     """Batch-1 latency on this machine: teacher and student in torch, every export in its runtime."""
     from edgekd.bench.latency import bench_runtime, bench_torch
+    from edgekd.formats import timed_runtime
     from edgekd.models.factory import load_checkpoint
     from edgekd.runtimes import runtime_for
-    from edgekd.verify import RUNTIME_OF_FORMAT
 
     x, _ = _inputs(r, "test", 1)
     th, cfg = r.target.threads, r.cfg
@@ -372,9 +374,10 @@ def bench(r: Run) -> list[dict]:
     out.append(to_json(bench_torch(model, x, "student-torch", th, path.stat().st_size / 1e6, warm, iters)))
     for d in r.results["export"] + r.results["quantize"]:
         exp = from_json(ExportedModel, d)
-        if exp.format not in RUNTIME_OF_FORMAT:
+        runtime = timed_runtime(exp.format)
+        if runtime is None:  # not timed here (QONNX: the dataflow estimate below; TensorRT: on the device)
             continue
-        with runtime_for(exp.path, RUNTIME_OF_FORMAT[exp.format], th, r.target.openvino_inference_precision) as rt:
+        with runtime_for(exp.path, runtime, th, r.target.openvino_inference_precision) as rt:
             res = bench_runtime(rt, x, exp.key, exp.precision, th, exp.size_mb(), cfg.bench_warmup, cfg.bench_iters)
         out.append(to_json(res))
     if r.target.estimate is not None and r.target.fpga is None:  # an FPGA's rows: the dataflow below

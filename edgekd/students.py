@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from edgekd.errors import ConfigError, EdgeKDError, WriteError, reason
+from edgekd.formats import FORMATS
 
 # Curated students per task, small to large. All build in timm 1.0 with random weights; any timm name (or edgekd's
 # own: cifar_resnet*, unet_*) can be added with --candidates +NAME.
@@ -41,7 +42,8 @@ CANDIDATES = {
 }
 DEFAULT_SIZE = {"classify": 224, "segment": 256}
 CAPACITY = "parameters"  # what "largest" means: most parameters; equal counts go to the faster candidate
-MEASURED_RUNTIMES = ("onnxruntime", "openvino")  # runtimes timed here (TensorRT / FINN only exist on their devices)
+# runtimes of the export formats timed here (formats.py; TensorRT / FINN only exist on their devices)
+MEASURED_RUNTIMES = tuple(f.runtime for f in FORMATS.values() if f.bench and f.exporter is not None)
 
 
 @dataclass

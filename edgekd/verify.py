@@ -6,17 +6,11 @@ import numpy as np
 
 from edgekd.artifacts import ExportedModel, ParityResult
 from edgekd.errors import ConfigError
+from edgekd.formats import FORMATS
 from edgekd.progress import track
 from edgekd.runtimes import runtime_for
 from edgekd.runtimes.base import Runtime
 from edgekd.targets import ParityThresholds, Target
-
-# formats with a deployment runtime here (verify and bench both use them)
-RUNTIME_OF_FORMAT = {"onnx": "onnxruntime", "openvino": "openvino"}
-# formats only verified: QONNX runs in qonnx's node-by-node reference executor (~1 s per image), so bench skips
-# it and verify checks the first QONNX_SAMPLES inputs (ParityResult.samples says how many)
-VERIFY_ONLY = {"qonnx": "qonnx"}
-QONNX_SAMPLES = 64
 
 
 def run_batches(rt: Runtime, inputs: np.ndarray, batch: int = 50, desc: str | None = None) -> np.ndarray:
@@ -57,10 +51,14 @@ def compare(model: str, runtime: str, precision: str, executed: str, ref: np.nda
 
 def verify_model(exp: ExportedModel, inputs: np.ndarray, labels: np.ndarray, ref: np.ndarray,
                  target: Target) -> ParityResult:
-    """Run ``exp`` in its runtime on ``inputs`` and compare with ``ref`` under the target's thresholds."""
-    runtime = {**RUNTIME_OF_FORMAT, **VERIFY_ONLY}[exp.format]
-    if runtime == "qonnx":
-        inputs, labels, ref = inputs[:QONNX_SAMPLES], labels[:QONNX_SAMPLES], ref[:QONNX_SAMPLES]
+    """Run ``exp`` in its format's runtime (``edgekd/formats.py``) on ``inputs`` and compare with ``ref`` under the
+    target's thresholds. A format with a ``verify_samples`` cap is checked on that many first inputs only
+    (QONNX: qonnx's node-by-node reference executor takes ~1 s per image); ``ParityResult.samples`` says how
+    many."""
+    fmt = FORMATS[exp.format]
+    runtime, cap = fmt.runtime, fmt.verify_samples
+    if cap is not None:
+        inputs, labels, ref = inputs[:cap], labels[:cap], ref[:cap]
     with runtime_for(exp.path, runtime, target.threads, target.openvino_inference_precision) as rt:
         out = run_batches(rt, inputs, 8 if ref.ndim == 4 else 50, desc=f"verify {exp.key}")
         executed = rt.executed_precision

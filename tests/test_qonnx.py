@@ -117,15 +117,19 @@ def test_fp32_onnx_is_refused_with_a_clear_message(qdq):
 
 
 def test_the_parity_gate_verifies_qonnx_on_a_capped_sample(qdq, monkeypatch):
+    from dataclasses import replace
+
     import edgekd.verify as verify
     from edgekd.export.qonnx import QonnxExporter
+    from edgekd.formats import FORMATS, timed_runtime
     from edgekd.targets import load_target
 
     if qdq["name"] == "unet":
         pytest.skip("compare() takes classification logits")
-    monkeypatch.setattr(verify, "QONNX_SAMPLES", 3)
+    assert FORMATS["qonnx"].verify_samples == 64
+    monkeypatch.setitem(FORMATS, "qonnx", replace(FORMATS["qonnx"], verify_samples=3))
     exp = QonnxExporter().export(Path(qdq["int8"].path), qdq["tmp"], "gate")
     ref = _ort(qdq["int8"].path, qdq["x"], optimized=False)
     res = verify.verify_model(exp, qdq["x"], ref.argmax(1), ref, load_target("cpu-x86"))
     assert res.passed and res.samples == 3 and res.runtime == "qonnx", res
-    assert "qonnx" not in verify.RUNTIME_OF_FORMAT  # bench never times the reference executor
+    assert timed_runtime("qonnx") is None  # bench never times the reference executor

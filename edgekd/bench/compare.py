@@ -20,6 +20,7 @@ from edgekd.artifacts import LatencyResult
 from edgekd.bench.runner import BenchOptions, bench_model, models_in
 from edgekd.bench.tables import fps_of
 from edgekd.errors import ConfigError
+from edgekd.formats import FORMATS, format_of_path
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,8 @@ def variants_for(path: Path, stack: ExitStack, data: str | None, calib: int, opt
     if not path.exists():
         raise ConfigError(f"model file {path} does not exist")
     work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="edgekd-compare-")))
-    if path.is_file() and path.suffix == ".safetensors":
+    fmt = format_of_path(path) if path.is_file() else None
+    if fmt is FORMATS["torch"]:
         import torch
 
         from edgekd.export.onnx import export_torch
@@ -97,15 +99,18 @@ def variants_for(path: Path, stack: ExitStack, data: str | None, calib: int, opt
         onnx_path = export_torch(model, torch.zeros(1, 3, h, w), work / f"{path.stem}-fp32.onnx", meta)
         found, how = from_fp32_onnx(onnx_path, work, data, calib, opts)
         return [Variant("PyTorch eager FP32", path, "torch", "fp32", None), *found], how
-    if path.is_file() and path.suffix == ".onnx" and not _is_qdq(path):
+    if fmt is FORMATS["onnx"] and not _is_qdq(path):
         return from_fp32_onnx(path, work, data, calib, opts)
     out = []
+    timed = {f.runtime for f in FORMATS.values() if f.bench}
     for f, rt, prec in models_in(path, stack):
-        rt = rt or {".onnx": "onnxruntime", ".xml": "openvino", ".safetensors": "torch"}.get(f.suffix)
-        if rt is None or rt == "tensorrt":
+        fmt = format_of_path(f)
+        rt = rt or (fmt.runtime if fmt is not None else None)
+        # a bundle's TensorRT entries (ONNX files for the device's engine) and QONNX (FINN) run on the device
+        if fmt is None or not fmt.bench or rt not in timed:
             continue
         if prec is None:
-            prec = "int8" if (f.suffix == ".onnx" and _is_qdq(f)) or "int8" in f.stem else "fp32"
+            prec = "int8" if (fmt.name == "onnx" and _is_qdq(f)) or "int8" in f.stem else "fp32"
         if rt == "openvino":
             out.append(Variant(f"{f.name} (f32 pinned)", f, rt, prec, "f32"))
             if prec == "fp32":

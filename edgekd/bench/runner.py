@@ -49,9 +49,12 @@ class BenchOptions:
 
 
 def file_size_mb(path: Path) -> float:
-    """The model and its side file (OpenVINO's .bin)."""
-    side = [path.with_suffix(".bin")] if path.suffix == ".xml" else []
-    return sum(p.stat().st_size for p in [path, *side] if p.is_file()) / 1e6
+    """The model and its side files (OpenVINO's .bin)."""
+    from edgekd.formats import files_of, format_of_path
+
+    fmt = format_of_path(path)
+    files = [Path(p) for p in files_of(fmt.name, path)] if fmt is not None else [path]
+    return sum(p.stat().st_size for p in files if p.is_file()) / 1e6
 
 
 def input_shape(rt, batch: int, image_size: int | None) -> list[int]:
@@ -77,11 +80,12 @@ def bench_model(path: Path, runtime: str | None = None, opts: BenchOptions | Non
     from edgekd.bench.latency import summarize, time_calls
     from edgekd.bench.system import peak_rss_mb, pinned, reset_peak_rss
     from edgekd.bench.throughput import run_throughput
-    from edgekd.runtimes import SUFFIX_RUNTIME, runtime_for
+    from edgekd.formats import runtime_of_path
+    from edgekd.runtimes import runtime_for
 
     opts = (opts or BenchOptions()).check()
     path = Path(path)
-    name = runtime or SUFFIX_RUNTIME.get(path.suffix)
+    name = runtime or runtime_of_path(path)
     if opts.mode == "throughput" and name == "torch":
         raise ConfigError("torch is benchmarked in latency mode only; drop --mode throughput")
     threads = opts.threads
@@ -127,6 +131,7 @@ def models_in(path: Path, stack: ExitStack) -> list[tuple[Path, str | None, str 
     Runtime only if asked explicitly, otherwise skipped by the caller (they run on the device).
     """
     from edgekd.bundle import MANIFEST, safe_extract, verify_bundle_dir
+    from edgekd.formats import format_of_path
 
     if not path.exists():
         raise ConfigError(f"model file {path} does not exist")
@@ -138,8 +143,11 @@ def models_in(path: Path, stack: ExitStack) -> list[tuple[Path, str | None, str 
     if (path / MANIFEST).is_file():
         manifest = verify_bundle_dir(path)
         return [(path / m["file"], m["runtime"], m["precision"]) for m in manifest["models"]]
-    found = sorted(p for p in path.iterdir() if p.suffix in (".onnx", ".xml") or
-                   (p.suffix == ".safetensors" and p.with_suffix(".json").is_file()))
+    # the formats bench times here (formats.py: not QONNX's reference executor, not TensorRT engines);
+    # a checkpoint only with its card
+    fmts = {p: format_of_path(p) for p in path.iterdir()}
+    found = sorted(p for p, f in fmts.items() if f is not None and f.bench
+                   and (f.name != "torch" or p.with_suffix(".json").is_file()))
     if not found:
         raise ConfigError(f"{path}: no .onnx, .xml or .safetensors (+ .json card) models, and no bundle manifest")
     return [(p, None, "int8" if "int8" in p.stem else None) for p in found]

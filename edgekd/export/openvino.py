@@ -10,6 +10,7 @@ from edgekd._deps import require
 from edgekd.artifacts import ExportedModel
 from edgekd.errors import ConfigError, reason, writing
 from edgekd.export.base import EXPORTERS
+from edgekd.formats import suffix_of
 
 
 def save_ir(model, xml: Path, compress_to_fp16: bool = False) -> tuple[str, str]:
@@ -56,5 +57,5 @@ class OpenVinoExporter:
         except Exception as exc:  # noqa: BLE001
             raise ConfigError(f"OpenVINO cannot convert {onnx_path} with input shape {self.input_shape}: "
                               f"{reason(exc)}") from exc
-        files = save_ir(model, out_dir / f"{stem}.xml", compress_to_fp16=self.precision == "fp16")
+        files = save_ir(model, out_dir / suffix_of("openvino", stem), compress_to_fp16=self.precision == "fp16")
         return ExportedModel("openvino", self.precision, files[0], files)

@@ -30,6 +30,7 @@ from edgekd._deps import require
 from edgekd.artifacts import ExportedModel
 from edgekd.errors import BackendError, ModelError, reason
 from edgekd.export.base import EXPORTERS
+from edgekd.formats import suffix_of
 
 QONNX_DOMAIN = "qonnx.custom_op.general"
 
@@ -217,6 +218,6 @@ class QonnxExporter:
         self.weight_bits = weight_bits
 
     def export(self, onnx_path: Path, out_dir: Path, stem: str) -> ExportedModel:
-        out = to_qonnx(Path(onnx_path), Path(out_dir) / f"{stem}.qonnx.onnx", self.weight_bits)
+        out = to_qonnx(Path(onnx_path), Path(out_dir) / suffix_of("qonnx", stem), self.weight_bits)
         precision = "int8" if self.weight_bits == 8 else f"w{self.weight_bits}a8"
         return ExportedModel("qonnx", precision, str(out), (str(out),))

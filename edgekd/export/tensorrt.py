@@ -22,6 +22,7 @@ from edgekd.artifacts import ExportedModel
 from edgekd.errors import BackendError
 from edgekd.export.base import EXPORTERS
 from edgekd.export.onnx import INPUT_NAME
+from edgekd.formats import suffix_of
 
 # ONNX ops TensorRT 10's ONNX parser supports that edgekd's students produce (onnx-tensorrt operators.md)
 SUPPORTED_OPS = frozenset("""
@@ -170,7 +171,7 @@ def trtexec_command(onnx_name: str, engine_name: str, shape: tuple[int, int, int
 
 
 def build_script(onnx_name: str, shape: tuple[int, int, int], settings, int8: bool) -> str:
-    engine = Path(onnx_name).with_suffix(".engine").name
+    engine = suffix_of("tensorrt", Path(onnx_name).stem)
     return (
         "#!/bin/sh\n"
         "# Build the TensorRT engine on the device that will run it (engines are not portable across GPUs or\n"
@@ -226,5 +227,5 @@ class TensorRTExporter:
         self.settings = settings or TensorRTSettings()
 
     def export(self, onnx_path: Path, out_dir: Path, stem: str) -> ExportedModel:
-        out = build_engine(onnx_path, out_dir / f"{stem}.engine", self.settings, int8=False)
+        out = build_engine(onnx_path, out_dir / suffix_of("tensorrt", stem), self.settings, int8=False)
         return ExportedModel("tensorrt", "fp16" if self.settings.fp16 else "fp32", str(out), (str(out),))

@@ -89,6 +89,7 @@ def run(r, calib: np.ndarray) -> list[dict]:
 
 def _export(r, model, card: dict, report: dict) -> list[dict]:
     """The int8 formats of the target from the QAT model, each checked against it on validation images."""
+    from edgekd.formats import runtime_of
     from edgekd.quantize.qat_export import export_openvino, export_qdq_onnx
     from edgekd.runtimes import runtime_for
     from edgekd.verify import run_batches
@@ -125,7 +126,7 @@ def _export(r, model, card: dict, report: dict) -> list[dict]:
             continue
         else:
             exp = export_openvino(model, sample, out_dir / "student-int8.xml")
-        with runtime_for(exp.path, {"onnx": "onnxruntime", "openvino": "openvino"}[fmt], r.target.threads,
+        with runtime_for(exp.path, runtime_of(fmt), r.target.threads,
                          r.target.openvino_inference_precision) as rt:
             out = run_batches(rt, x)
         cos = (out * ref).sum(1) / (np.linalg.norm(out, axis=1) * np.linalg.norm(ref, axis=1) + 1e-12)
