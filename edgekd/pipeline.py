@@ -202,6 +202,12 @@ def _wait_for(cache: Path, chain: str, poll_s: float = 2.0) -> Any:
         time.sleep(poll_s)
 
 
+def _default_teacher_trains(cfg: RunConfig) -> bool:
+    """The run trains its default classification teacher on a folder, from ``auto`` weights."""
+    return (cfg.task == "classify" and not cfg.teachers and not cfg.data.startswith("builtin:")
+            and cfg.teacher_arch_weights == "auto")
+
+
 def run(cfg: RunConfig, target: Target, root: Path, overwrite: bool = False, until: str | None = None) -> Run:
     """Run the stages in order (up to ``until``), reusing cached results whose options did not change."""
     from edgekd.config import resolve, resolve_for_data
@@ -215,6 +221,13 @@ def run(cfg: RunConfig, target: Target, root: Path, overwrite: bool = False, unt
 
         r.budget = for_run(r, explicit_student=given.student is not None, overwrite=overwrite)
         cfg = r.cfg
+    if given.teacher_arch is None and _default_teacher_trains(cfg):  # offline: born-again, not a scratch giant
+        from edgekd.models.pretrained import scratch_teacher
+
+        why = scratch_teacher(cfg.teacher_arch, cfg.student, cfg.student_weights)
+        if why is not None:
+            cfg = r.cfg = cfg.model_copy(update={"teacher_arch": cfg.student})
+            console.print(why, soft_wrap=True, markup=False)
     preflight(r)
     main = rank() == 0
     if main:

@@ -290,3 +290,43 @@ def test_bundle_manifest_records_the_starts(tiny_run):
     assert [t["requested"] for t in manifest["teacher"]["weights"]] == ["auto"]
     card = json.loads((tiny_run["out"] / "student" / "student.json").read_text())
     assert card["weights"] == manifest["student"]["weights"]
+
+
+def test_offline_default_teacher_gives_way_to_the_students_architecture(monkeypatch):
+    """No ImageNet weights for the default teacher: a from-scratch mobilevit_s is replaced by the student's own
+    architecture (born-again), and the line says why and how to choose; reachable weights keep the default."""
+    why = pretrained.scratch_teacher("mobilevit_s", "mobilevit_xxs", "auto")
+    assert why is not None and why.startswith("teacher: no ImageNet weights for the default mobilevit_s (offline")
+    assert "mobilevit_xxs, trained first from random weights (born-again distillation)" in why
+    assert "Set teacher_arch in a recipe, or --teacher, to choose" in why
+    assert pretrained.scratch_teacher("mobilevit_xxs", "mobilevit_xxs", "auto") is None  # already the student's
+    assert pretrained.scratch_teacher("unet_plain32", "unet_plain16", "auto") is None  # no weights exist anyway
+    found = pretrained.Found("timm mobilevit_s.cvnets_in1k", "/cache/model.safetensors", False, 1000)
+    monkeypatch.setattr(pretrained, "find_imagenet", lambda name: found)
+    assert pretrained.scratch_teacher("mobilevit_s", "mobilevit_xxs", "auto") is None
+
+
+def test_default_teacher_rule_only_for_auto_folder_classification():
+    from edgekd.config import RunConfig, TeacherSpec
+    from edgekd.pipeline import _default_teacher_trains
+
+    base = RunConfig(data="/photos")
+    assert _default_teacher_trains(base)
+    assert not _default_teacher_trains(base.model_copy(update={"teacher_arch_weights": "none"}))
+    assert not _default_teacher_trains(base.model_copy(update={"data": "builtin:shapes10"}))
+    assert not _default_teacher_trains(base.model_copy(update={"task": "segment"}))
+    assert not _default_teacher_trains(base.model_copy(update={"teachers": [TeacherSpec(spec="timm:resnet10t")]}))
+
+
+def test_offline_run_trains_the_students_architecture_as_teacher(tmp_path: Path):
+    """End to end, offline, no teacher_arch given: the run says so once, run.json records the student's
+    architecture as teacher_arch and the teacher card is that architecture."""
+    (tmp_path / "tiny.yaml").write_text(TINY.replace("teacher_arch: resnet10t\n", "student_weights: none\n"))
+    out = tmp_path / "run"
+    res = _edgekd("distill", "--data", _folder(tmp_path / "d"), "--student", "resnet10t", "--recipe",
+                  tmp_path / "tiny.yaml", "--out", out)
+    assert res.returncode == 0, res.stderr[-2000:]
+    said = [ln for ln in (res.stdout + res.stderr).splitlines() if "born-again" in ln]
+    assert len(said) == 1 and "resnet10t, trained first from random weights" in said[0], res.stdout + res.stderr
+    assert json.loads((out / "run.json").read_text())["config"]["teacher_arch"] == "resnet10t"
+    assert json.loads((out / "teacher" / "teacher0.json").read_text())["arch"] == "resnet10t"

@@ -153,6 +153,31 @@ def find_imagenet(name: str) -> Found | str:
     return Found(label, None, False, n)
 
 
+def scratch_teacher(teacher_arch: str, student: str, student_weights: str) -> str | None:
+    """Why the default teacher gives way to the student's own architecture, or None when it stays.
+
+    The default teacher (``mobilevit_s``) is worth its cost when it starts from ImageNet weights. Without them it
+    trains from random weights, and on a few hundred to a few thousand photos a from-scratch model 5x the
+    student's size is no better than the student's own architecture trained the same epochs (README, "edgekd
+    against the plain fine-tuning script"): the student's architecture is then the teacher (born-again
+    distillation, Furlanello et al. 2018), trained first at a fifth of the cost. Only for ``auto`` starts: a
+    teacher whose weights the user chose is never replaced. When the student's own weights are reachable the
+    teacher of its architecture starts from them too."""
+    name, _ = backbone(teacher_arch)
+    if teacher_arch == student or name is None:
+        return None
+    found = find_imagenet(name)
+    if not isinstance(found, str):
+        return None
+    sname, _ = backbone(student)
+    start = "its ImageNet weights" if sname and kind(student_weights) in ("auto", "imagenet") and \
+        not isinstance(find_imagenet(sname), str) else "random weights"
+    return (f"teacher: no ImageNet weights for the default {teacher_arch} ({found}); a larger teacher from random "
+            f"weights is no better than the student here, so the teacher is the student's own architecture, "
+            f"{student}, trained first from {start} (born-again distillation). Set teacher_arch in a recipe, or "
+            f"--teacher, to choose")
+
+
 def check(arch: str, choice: str, who: str, option: str, required: bool = False) -> None:
     """Pre-flight: fail now (one line) when an explicit choice cannot be honoured, before anything trains.
     ``required``: ``auto`` may not fall back to random weights (a named teacher)."""
