@@ -279,6 +279,19 @@ def _teacher_check(c: dict | None) -> str:
             f"({c['probe_val']:.2f}).\n\n")
 
 
+def _sweep(rec: dict | None) -> str:
+    """report.md's line on the loss sweep (empty when the run had none)."""
+    if not rec:
+        return ""
+    from edgekd.distill.sweep import words
+
+    n, e = len(rec["results"]), rec["epochs"]
+    return (f"Loss sweep: {n} combination{'s' * (n != 1)} of `{rec['loss']}` "
+            f"({'; '.join(f'{k} ' + ', '.join(f'{v:g}' for v in vals) for k, vals in rec['grid'].items())}), "
+            f"{e} epoch{'s' * (e != 1)} each; winner {words(rec['winner'])} (validation {rec['metric']} "
+            f"{rec['winner_val']:.2f}), used for the full run.\n\n")
+
+
 def _budget(manifest: dict) -> str:
     """The report's budget paragraph: the budget, the student chosen for it and why, and the int8 model's check."""
     b = manifest.get("budget")
@@ -307,6 +320,7 @@ def _report(r, rows: list[dict], table: str, manifest: dict) -> str:
         f"({r.results['teacher']['how']}). Student: `{cfg.student}`, "
         f"schedule {_schedule(cfg)}. int8: {_quantization(manifest['quantization'])}.\n\n"
         f"{_teacher_check(r.results['distill'].get('teacher_check'))}"
+        f"{_sweep(r.results['distill'].get('sweep'))}"
         f"**Deploy:** {manifest['deploy']['statement']} (timing: {manifest['deploy']['method']}).\n\n"
         f"{_budget(manifest)}"
         f"{'mIoU' if cfg.task == 'segment' else 'Accuracy'} on {r.results['verify']['samples']} held-out test "

@@ -65,6 +65,18 @@ CANDIDATES_HELP = ("Students considered for the budget, comma-separated: NAME,NA
                    "+NAME,+NAME adds to it (any timm name, unet_*).")
 
 
+SWEEP_HELP = ("Tune the loss on validation first: 'temperature=1,2,4 alpha=0.5,0.9' (beta=... with --loss dkd); "
+              "each combination trains the student briefly, the best validation score wins and the full run "
+              "uses it. Single-stage kd / dkd / multi_teacher.")
+SWEEP_EPOCHS_HELP = "Epochs of each sweep run (default: a fifth of --epochs, at least 1, at most 3)."
+
+
+def _sweep(spec: str | None) -> dict[str, list[float]] | None:
+    from edgekd.config import parse_sweep
+
+    return None if spec is None else parse_sweep(spec)
+
+
 def _names(spec: str | None) -> list[str] | None:
     """'a, b,c' -> ['a', 'b', 'c'] (None stays None)."""
     return None if spec is None else [s.strip() for s in spec.split(",") if s.strip()]
@@ -108,6 +120,8 @@ def compress(
     candidates: str | None = typer.Option(None, help=CANDIDATES_HELP),
     loss: str | None = typer.Option(None, help="kd | dkd | ce | multi_teacher; segment: pixel_kd | dice_ce | cwd "
                                     "(a recipe can mix several)."),
+    sweep: str | None = typer.Option(None, help=SWEEP_HELP),
+    sweep_epochs: int | None = typer.Option(None, help=SWEEP_EPOCHS_HELP),
     recipe: Path | None = typer.Option(None, help="Recipe YAML (models/*.yaml); flags override it."),
     epochs: int | None = typer.Option(None, help="Student epochs."),
     teacher_epochs: int | None = typer.Option(None, help=TEACHER_EPOCHS_HELP),
@@ -147,6 +161,7 @@ def compress(
     if budget_ms is not None and budget_fps is not None:
         raise ConfigError("give --budget-ms or --budget-fps, not both")
     cfg = _config(recipe, data=data, task=task, student=student, student_weights=student_weights, loss=loss,
+                  sweep=_sweep(sweep), sweep_epochs=sweep_epochs,
                   budget_ms=budget_ms, budget_fps=budget_fps, candidates=_names(candidates),
                   epochs=epochs, batch_size=batch_size, lr=lr,
                   image_size=image_size, max_train_samples=max_train_samples, max_eval_samples=max_eval_samples,
@@ -192,6 +207,8 @@ def distill(
     student: str | None = typer.Option(None),
     student_weights: str | None = typer.Option(None, help=STUDENT_WEIGHTS_HELP),
     loss: str | None = typer.Option(None, help="kd | dkd | ce | multi_teacher (a recipe can mix several)."),
+    sweep: str | None = typer.Option(None, help=SWEEP_HELP),
+    sweep_epochs: int | None = typer.Option(None, help=SWEEP_EPOCHS_HELP),
     recipe: Path | None = typer.Option(None, help="Recipe YAML (models/*.yaml); flags override it."),
     epochs: int | None = typer.Option(None),
     teacher_epochs: int | None = typer.Option(None, help=TEACHER_EPOCHS_HELP),
@@ -215,6 +232,7 @@ def distill(
 
     _check_resume(resume, False, out)
     cfg = _config(recipe, data=data, task=task, student=student, student_weights=student_weights, loss=loss,
+                  sweep=_sweep(sweep), sweep_epochs=sweep_epochs,
                   epochs=epochs, image_size=image_size, out=out, teacher_epochs=teacher_epochs,
                   patience=patience, class_weights=class_weights, augment=augment, num_workers=num_workers,
                   max_train_samples=max_train_samples, max_eval_samples=max_eval_samples, val_fraction=val_fraction,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Literal
 
@@ -21,6 +22,12 @@ from edgekd.errors import ConfigError, reason
 
 CLASSIFY_PATIENCE = 10  # default early-stopping patience on a classification folder (see RunConfig.patience)
 IMBALANCE_RATIO = 2.0  # the largest training class has >= this many times the images of the smallest: imbalanced
+SWEEP_KEYS = ("temperature", "alpha", "beta")  # what `sweep:` may tune (beta: dkd only)
+SWEEP_LOSSES = ("kd", "dkd", "multi_teacher")  # the losses a sweep tunes
+SWEEP_EPOCHS_MAX = 3  # the default sweep_epochs: a fifth of the student's epochs, at least 1, at most this
+# DKD's NCKD weight when none is given (dkd_beta): DKD_BETA at >= DKD_BETA_CLASSES classes, scaled down below
+DKD_BETA, DKD_BETA_CLASSES = 8.0, 100
+DKD_BETA_RULE = "8 * log(C - 1) / log(99), 1..8"  # in the distill stage's option hash: a new rule retrains
 
 
 class TeacherSpec(BaseModel):
@@ -106,6 +113,27 @@ class RobustnessSpec(BaseModel):
             raise ValueError(str(exc)) from None
 
 
+def check_sweep_grid(v: dict[str, list[float]] | None) -> dict[str, list[float]] | None:
+    """The loss-independent checks of a `sweep:` grid: known keys, non-empty lists, no value twice, in range."""
+    if v is None:
+        return None
+    if not v:
+        raise ValueError(f"sweep is empty; give option -> values for {', '.join(SWEEP_KEYS[:2])} (beta with dkd)")
+    for key, values in v.items():
+        if key not in SWEEP_KEYS:
+            raise ValueError(f"sweep cannot tune {key!r}; it takes temperature, alpha (and beta with loss dkd)")
+        if not values:
+            raise ValueError(f"sweep {key}: give at least one value")
+        twice = sorted({x for x in values if values.count(x) > 1})
+        if twice:
+            raise ValueError(f"sweep {key}: {twice[0]:g} is given twice")
+        if key == "temperature" and min(values) <= 0:
+            raise ValueError(f"sweep temperature: every value must be above 0 (got {min(values):g})")
+        if min(values) < 0:
+            raise ValueError(f"sweep {key}: every value must be 0 or more (got {min(values):g})")
+    return {k: [float(x) for x in vals] for k, vals in v.items()}
+
+
 class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -165,6 +193,14 @@ class RunConfig(BaseModel):
     temperature: PositiveFloat | None = Field(default=None, description="of kd / pixel_kd (default 4; segment 1)")
     alpha: float | None = Field(default=None, ge=0, le=1, description="soft-target share (default 0.9; segment 0.5)")
     losses: list[LossTerm] = Field(default_factory=list, description="weighted loss terms (overrides `loss`)")
+    sweep: dict[str, list[float]] | None = Field(
+        default=None, description="tune the loss on validation before the full run: a grid of option -> values "
+        "({temperature: [1, 2, 4], alpha: [0.5, 0.9]}; beta too with dkd); every combination trains the student "
+        "from its start for sweep_epochs, the best validation score wins (ties: the configured values, then the "
+        "smaller temperature) and the full run uses it. Single-stage kd, dkd or multi_teacher only")
+    sweep_epochs: PositiveInt | None = Field(
+        default=None, description=f"epochs of each sweep run (default: a fifth of `epochs`, at least 1, at most "
+                                  f"{SWEEP_EPOCHS_MAX})")
     features: list[FeaturePair] = Field(default_factory=list, description="layer pairs for hint / attention")
     stages: list[StageSpec] = Field(default_factory=list, description="progressive schedule (overrides epochs)")
     optimizer: Literal["adamw", "sgd"] = "adamw"
@@ -227,6 +263,11 @@ class RunConfig(BaseModel):
     bench_iters: PositiveInt = 200
     bench_warmup: NonNegativeInt = 20
 
+    @field_validator("sweep")
+    @classmethod
+    def _sweep(cls, v):
+        return check_sweep_grid(v)
+
 
 TASK_DEFAULTS = {
     "classify": {"student": "mobilevit_xxs", "teacher_arch": "mobilevit_s", "loss": "kd", "temperature": 4.0,
@@ -275,7 +316,100 @@ def resolve(cfg: RunConfig, device: str | None = None) -> RunConfig:
     if cfg.teacher_check is None:  # a short probe costs a tenth of the student's training, at most 3 epochs
         epochs = cfg.stages and sum(s.epochs for s in cfg.stages) or cfg.epochs
         fill["teacher_check"] = 0 if cfg.data.startswith("builtin:") else min(3, epochs // 10)
+    if cfg.sweep:
+        check_sweep(cfg, fill.get("loss", cfg.loss))
+        if cfg.sweep_epochs is None:
+            fill["sweep_epochs"] = max(1, min(SWEEP_EPOCHS_MAX, cfg.epochs // 5))
+    elif cfg.sweep_epochs is not None:
+        raise ConfigError("sweep_epochs is the length of each sweep run; add `sweep:` (or --sweep) or drop it")
     return cfg.model_copy(update=fill) if fill else cfg
+
+
+def sweep_loss(cfg: RunConfig, loss: str | None = None) -> str:
+    """The name of the one loss a sweep tunes (``loss``: the resolved shorthand when ``cfg.loss`` is unset)."""
+    return cfg.losses[0].name if cfg.losses else (loss or cfg.loss or TASK_DEFAULTS[cfg.task]["loss"])
+
+
+def check_sweep(cfg: RunConfig, loss: str | None = None) -> None:
+    """Refuse a `sweep:` the schedule cannot take: several stages or loss terms, a loss other than kd, dkd or
+    multi_teacher, beta without dkd, a kd alpha above 1."""
+    if cfg.stages:
+        raise ConfigError("sweep tunes the loss of a single-stage run; with `stages:` set each stage's temperature "
+                          "and alpha yourself, or drop `sweep`")
+    if len(cfg.losses) > 1:
+        raise ConfigError(f"sweep tunes one loss; `losses:` lists {len(cfg.losses)} "
+                          f"({', '.join(t.name for t in cfg.losses)}): keep one term, or drop `sweep`")
+    name = sweep_loss(cfg, loss)
+    if name not in SWEEP_LOSSES:
+        raise ConfigError(f"sweep tunes kd, dkd or multi_teacher; loss {name} has no temperature / alpha to tune")
+    if "beta" in cfg.sweep and name != "dkd":
+        raise ConfigError(f"sweep beta: beta is dkd's NCKD weight; loss {name} takes temperature and alpha")
+    if name != "dkd" and max(cfg.sweep.get("alpha", [0.0])) > 1:
+        raise ConfigError(f"sweep alpha: {name}'s alpha is the soft-target share, 0 to 1 "
+                          f"(got {max(cfg.sweep['alpha']):g})")
+
+
+def parse_sweep(text: str, flag: str = "--sweep") -> dict[str, list[float]]:
+    """``"temperature=1,2,4 alpha=0.5,0.9"`` -> ``{"temperature": [1, 2, 4], "alpha": [0.5, 0.9]}`` (the keys
+    and ranges are checked by RunConfig); a malformed text is one ConfigError line."""
+    out: dict[str, list[float]] = {}
+    parts = text.replace(";", " ").split()
+    if not parts:
+        raise ConfigError(f"{flag}: empty; give e.g. {flag} 'temperature=1,2,4 alpha=0.5,0.9'")
+    for part in parts:
+        key, eq, values = part.partition("=")
+        if not eq or not key or not values:
+            raise ConfigError(f"{flag}: {part!r} is not OPTION=V1,V2,...; e.g. {flag} 'temperature=1,2,4 "
+                              f"alpha=0.5,0.9'")
+        if key in out:
+            raise ConfigError(f"{flag}: {key} is given twice")
+        try:
+            out[key] = [float(v) for v in values.split(",") if v.strip()]
+        except ValueError:
+            bad = next(v for v in values.split(",") if not _is_number(v))
+            raise ConfigError(f"{flag}: {key}: {bad!r} is not a number") from None
+    return out
+
+
+def _is_number(v: str) -> bool:
+    try:
+        float(v)
+    except ValueError:
+        return False
+    return True
+
+
+def dkd_beta(num_classes: int) -> float:
+    """DKD's NCKD weight (``beta``) when the recipe gives none, for ``num_classes`` classes.
+
+    DKD (Zhao et al., CVPR 2022, megvii-research/mdistiller) defaults to beta = 8 (alpha 1, T 4) on CIFAR-100;
+    its per-pair CIFAR-100 configs use 2-8 and its ImageNet ones 0.5 at T = 1 (another temperature, so not
+    comparable under the T^2 scaling). The paper gives no rule for fewer classes. edgekd's rule (a heuristic, not
+    measured): NCKD is a KL among the C - 1 non-target classes, whose dark knowledge shrinks with them (its
+    entropy ceiling is log(C - 1); with 2 classes NCKD is zero by construction), so beta = 8 * log(C - 1) /
+    log(99), to the nearest 0.5, between 1 and 8: 8 from 100 classes on, 4 for 10, 1 for 2-3. On CIFAR-10 the
+    CIFAR-100 beta of 8 let NCKD dominate the loss and cost 4.2 points against labels only (README, CIFAR-10
+    benchmark (c)). An explicit beta is always kept."""
+    if num_classes >= DKD_BETA_CLASSES:
+        return DKD_BETA
+    scaled = DKD_BETA * math.log(max(num_classes - 1, 1)) / math.log(DKD_BETA_CLASSES - 1)
+    return min(DKD_BETA, max(1.0, round(scaled * 2) / 2))
+
+
+def with_loss_defaults(stages: list[StageSpec], num_classes: int) -> list[StageSpec]:
+    """The stages with the defaults that depend on the data written into their loss terms (dkd's beta for the
+    class count, ``dkd_beta``), so the student's card records the values used. Given values are kept."""
+    out = []
+    for st in stages:
+        terms = [LossTerm(**{**t.model_dump(), "beta": dkd_beta(num_classes)})
+                 if t.name == "dkd" and "beta" not in t.params else t for t in st.losses]
+        out.append(st.model_copy(update={"losses": terms}) if terms != list(st.losses) else st)
+    return out
+
+
+def defaulted_dkd_beta(terms: list[LossTerm]) -> bool:
+    """Is one of ``terms`` a dkd term whose beta comes from ``dkd_beta`` (none given)?"""
+    return any(t.name == "dkd" and "beta" not in t.params for t in terms)
 
 
 def default_patience(data: str, task: str = "classify") -> int:

@@ -31,7 +31,7 @@ STAGE_DEPS: list[tuple[str, tuple[str, ...]]] = [
                  "student_weights",
                  "losses", "features", "stages", "optimizer", "warmup_epochs", "select_metric", "augment",
                  "teacher_cache_views", "crop_scale", "mixup", "cutmix", "sampler", "patience", "class_weights",
-                 "teacher_check", "stem_stride")),
+                 "teacher_check", "stem_stride", "sweep", "sweep_epochs")),
     ("export", ()),
     ("quantize", ("calib_samples", "quant_preset", "quantize_method", "quant_ignored_scope", "qad_epochs", "qad_lr",
                   "qad_losses", "max_accuracy_drop", "max_fp32_layers")),
@@ -40,6 +40,24 @@ STAGE_DEPS: list[tuple[str, tuple[str, ...]]] = [
     ("robustness", ("robustness",)),  # opt-in: skipped, and left out of the chain, when off
     ("bundle", ()),
 ]
+
+
+# options of STAGE_DEPS left out of the hash while unset (None): runs from before they existed stay reusable
+UNSET_KEEPS_HASH = frozenset({"sweep", "sweep_epochs"})
+
+
+def stage_options(name: str, deps: tuple[str, ...], cfg: RunConfig) -> dict[str, Any]:
+    """The options of stage ``name`` that go into its hash (before the target and bundle extras)."""
+    from edgekd.config import DKD_BETA_RULE, defaulted_dkd_beta, schedule
+
+    # options added after runs existed count only when set, so those runs keep their hashes
+    opts = {k: getattr(cfg, k) for k in deps if k not in UNSET_KEEPS_HASH or getattr(cfg, k) is not None}
+    # dkd's beta from the class count (config.dkd_beta): its rule is an option of the stages that train with it
+    if name == "distill" and defaulted_dkd_beta([t for st in schedule(cfg) for t in st.losses]):
+        opts["dkd_beta"] = DKD_BETA_RULE
+    if name == "quantize" and cfg.quantize_method == "qad" and defaulted_dkd_beta(list(cfg.qad_losses)):
+        opts["dkd_beta"] = DKD_BETA_RULE
+    return opts
 
 
 def _stages() -> dict[str, Callable[[Run], Any]]:
@@ -250,7 +268,7 @@ def run(cfg: RunConfig, target: Target, root: Path, overwrite: bool = False, unt
     for name, deps in STAGE_DEPS:
         if name == "robustness" and not cfg.robustness:  # off: runs from before it existed keep their hashes
             continue
-        opts = {k: getattr(cfg, k) for k in deps}
+        opts = stage_options(name, deps, cfg)
         if name == "export":  # from export on, results depend on the target too (formats, thresholds, threads)
             opts["target"] = target.model_dump(mode="json")
         if name == "bundle":  # a new bundle layout rebuilds an older run's bundle instead of reusing it

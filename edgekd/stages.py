@@ -70,6 +70,11 @@ def preflight(r: Run) -> None:
                         else f"data path {cfg.data} is not a folder")
     for st in schedule(cfg):
         build_mix(st)  # unknown loss names and parameters fail here
+    if cfg.sweep:  # and every combination of a sweep's values
+        from edgekd.distill.sweep import grid, with_params
+
+        for params in grid(cfg.sweep):
+            build_mix(with_params(schedule(cfg)[0], params))
     from edgekd.data.augment import check as check_augment
 
     check_augment(cfg.augment, (64, 64), cfg.task, cfg.crop_scale)  # a bad transform list fails here
@@ -202,8 +207,9 @@ def distill(r: Run) -> dict:
 
         adapt_stem(student, cfg.stem_stride, cfg.student)
     check: dict = {}
+    sweep: dict = {}
     res, stages = distill_student(student, data, cfg, r.results["teacher"]["teachers"],
-                                  r.path("student", f"train-{r.stage_key}"), check=check)
+                                  r.path("student", f"train-{r.stage_key}"), check=check, sweep=sweep)
     rep = test_report(student, loader(data.test, data.preprocess, data.eval_batch, shuffle=False), data.classes)
     out = r.path("student", "student.safetensors")
     from edgekd.run_context import rank
@@ -216,7 +222,7 @@ def distill(r: Run) -> dict:
             "best_epoch": res.best_epoch, "stopped_early": res.stopped_early, "stages": stages, "loss": cfg.loss,
             "params_m": sum(p.numel() for p in student.parameters()) / 1e6, "weights": start,
             **({"stem_stride": cfg.stem_stride} if cfg.stem_stride is not None else {}),
-            **({"teacher_check": check} if check else {})}
+            **({"teacher_check": check} if check else {}), **({"sweep": sweep} if sweep else {})}
     if rank() == 0:
         save_checkpoint(student, out, card)
     extra = (f"macro-F1 {rep['macro_f1']:.2f}" if m == "top1" else

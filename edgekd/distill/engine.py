@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from edgekd.config import RunConfig, StageSpec, schedule
+from edgekd.config import RunConfig, StageSpec, schedule, with_loss_defaults
 from edgekd.data import DataSplits, base_preprocess
 from edgekd.data import augment as aug
 from edgekd.data.torchdata import loader
@@ -101,15 +101,20 @@ class _Call(nn.Module):
 
 def distill_student(student: nn.Module, data: DataSplits, cfg: RunConfig, teacher_cards: list[dict],
                     workdir: Path, stages: list[StageSpec] | None = None,
-                    tweak: dict | None = None, check: dict | None = None) -> tuple[TrainResult, list[dict]]:
+                    tweak: dict | None = None, check: dict | None = None,
+                    sweep: dict | None = None) -> tuple[TrainResult, list[dict]]:
     """Train ``student`` through the schedule; returns the last stage's result and every stage's summary.
 
     ``stages`` replaces the recipe's schedule and ``tweak`` overrides fields of every stage's TrainSettings
     (quantization-aware distillation uses both: its own short, low-LR stage with BatchNorm frozen). With
     ``cfg.teacher_check`` epochs and teachers, the teachers are first checked against a labels-only probe student
-    (:func:`teacher_check`); its record goes into ``check`` when a dict is given.
+    (:func:`teacher_check`); its record goes into ``check`` when a dict is given. With ``cfg.sweep`` (the recipe's
+    own schedule only), a short run per combination of loss values picks the full run's (:func:`loss_sweep`); its
+    record goes into ``sweep``. Loss defaults that depend on the data (dkd's beta for the class count) are filled
+    in first, so every stage summary records the values trained with.
     """
-    stages = stages or schedule(cfg)
+    own_schedule = stages is None
+    stages = with_loss_defaults(stages or schedule(cfg), len(data.classes))
     mixes = [build_mix(st) for st in stages]
     uses_teacher = any("teacher" in m.needs for m in mixes)
     sides = [data.preprocess.size[0]] + [c["view"]["size"][0] for c in teacher_cards if uses_teacher]
@@ -136,6 +141,14 @@ def distill_student(student: nn.Module, data: DataSplits, cfg: RunConfig, teache
         rec = teacher_check(student, teaching, data, cfg, base, train_dl, val_dl, workdir / "teacher-check")
         if check is not None:
             check.update(rec)
+    if cfg.sweep and own_schedule and tweak is None:
+        from edgekd.distill.sweep import with_params
+
+        rec = loss_sweep(student, teaching, data, cfg, stages[0], train_dl, val_dl, workdir / "sweep")
+        stages = [with_params(stages[0], rec["winner"])]
+        mixes = [build_mix(st) for st in stages]
+        if sweep is not None:
+            sweep.update(rec)
     weighted = _class_weights(cfg, data, mixes)
     summary, res = [], None
     for i, (st, mix) in enumerate(zip(stages, mixes, strict=True)):
@@ -215,6 +228,52 @@ def teacher_check(student: nn.Module, teaching: Teaching, data: DataSplits, cfg:
                       f"distilling from it (alpha {cfg.alpha}) pulls the student toward a weaker model. Use a "
                       f"stronger or pretrained teacher, a lower alpha, or `loss: ce`", soft_wrap=True)
     return rec
+
+
+def loss_sweep(student: nn.Module, teaching: Teaching, data: DataSplits, cfg: RunConfig, stage: StageSpec,
+               train_dl, val_dl, workdir: Path) -> dict:
+    """Which loss values teach best here? For every combination of ``cfg.sweep`` (a grid over the stage's one
+    loss term), a copy of the untrained student is distilled for ``cfg.sweep_epochs`` epochs (same data, teachers,
+    optimiser and seed for each, so the comparison is fair; the student itself is not touched) and scored by its
+    best validation ``select_metric``. The winner (``sweep.pick``: ties go to the configured values, then the
+    smaller temperature) is returned in the record kept in the student's card; each short run resumes after a
+    kill like any training."""
+    import copy
+
+    from edgekd.distill.metrics import METRIC_LABEL
+    from edgekd.distill.sweep import configured, grid, pick, slug, with_params, words
+
+    combos = grid(cfg.sweep)
+    n, e, metric = len(combos), cfg.sweep_epochs, cfg.select_metric
+    label = METRIC_LABEL[metric]
+    term = stage.losses[0]
+    defaults = configured(term, cfg.sweep)
+    console.print(f"sweep: {n} combination{'s' * (n != 1)} of {term.name} ({', '.join(cfg.sweep)}) x {e} "
+                  f"epoch{'s' * (e != 1)} each, {cfg.student} from its start, best val {label} wins; then the full "
+                  f"run of {stage.epochs} epoch{'s' * (stage.epochs != 1)}", soft_wrap=True, markup=False)
+    results = []
+    for i, params in enumerate(combos):
+        st = with_params(stage, params)
+        mix = build_mix(st)
+        _class_weights(cfg, data, [mix])
+        settings = TrainSettings(e, st.lr or cfg.lr, cfg.weight_decay, cfg.warmup_epochs, cfg.seed, cfg.optimizer,
+                                 metric, keep="best", mixup=cfg.mixup, cutmix=cfg.cutmix,
+                                 num_classes=len(data.classes))
+        probe = copy.deepcopy(student)
+        res = fit(probe, train_dl, val_dl, mix, settings, workdir / f"{i + 1}-{slug(params)}", teaching,
+                  desc=f"sweep {i + 1}/{n} ({words(params)})")
+        del probe
+        results.append({"params": params, "val": res.best_val, "best_epoch": res.best_epoch})
+        console.print(f"sweep {i + 1}/{n}: {words(params)}: val {label} {res.best_val:.2f}", soft_wrap=True,
+                      markup=False)
+    k = pick(results, defaults)
+    win = results[k]
+    same = all(defaults.get(key) == v for key, v in win["params"].items())
+    console.print(f"sweep winner: {words(win['params'])} (val {label} {win['val']:.2f}"
+                  f"{', the configured values' if same else ''}); the full run uses it", soft_wrap=True,
+                  markup=False)
+    return {"loss": term.name, "grid": dict(cfg.sweep), "epochs": e, "metric": metric, "configured": defaults,
+            "results": results, "winner": win["params"], "winner_val": win["val"]}
 
 
 def _class_weights(cfg: RunConfig, data: DataSplits, mixes: list[LossMix]) -> list[str]:

@@ -43,6 +43,11 @@ def run(r, calib: np.ndarray) -> list[dict]:
                     "quantizers": len(qad.quantizers(model))}
     if cfg.quantize_method == "qad":
         losses = list(cfg.qad_losses) or list(schedule(cfg)[-1].losses)
+        won = r.results["distill"].get("sweep", {}).get("winner")
+        if won and not cfg.qad_losses:  # the distillation's losses, at the values its sweep chose
+            from edgekd.distill.sweep import with_params
+
+            losses = list(with_params(schedule(cfg)[-1], won).losses)
         lr = cfg.qad_lr or cfg.lr / 20
         console.print(f"QAD: {cfg.qad_epochs} epochs at lr {lr:g}, losses " + ", ".join(t.name for t in losses)
                       + ", BatchNorm frozen, FP32 teacher(s) supervising")
