@@ -20,6 +20,10 @@ from pydantic import (
 
 from edgekd.errors import ConfigError, reason
 
+# fewer validation images than this on a classification folder: the best epoch is chosen by noise (one image moves
+# the score by more than a point; 24 images, hymenoptera's 10 %, move it in 4.2-point steps), so `select_epoch`
+# defaults to the last epoch and early stopping is off (README, "Defaults that fit the data")
+MIN_SELECT_VAL = 100
 CLASSIFY_PATIENCE = 10  # default early-stopping patience on a classification folder (see RunConfig.patience)
 IMBALANCE_RATIO = 2.0  # the largest training class has >= this many times the images of the smallest: imbalanced
 SWEEP_KEYS = ("temperature", "alpha", "beta")  # what `sweep:` may tune (beta: dkd only)
@@ -205,6 +209,11 @@ class RunConfig(BaseModel):
     stages: list[StageSpec] = Field(default_factory=list, description="progressive schedule (overrides epochs)")
     optimizer: Literal["adamw", "sgd"] = "adamw"
     warmup_epochs: float = Field(default=1.0, ge=0)
+    select_epoch: Literal["best", "last"] | None = Field(
+        default=None, description="the epoch whose weights a training keeps (teacher and student): best (by "
+        "select_metric on validation; early stopping needs it) or last. Default best, except on a classification "
+        f"folder whose validation split has fewer than {MIN_SELECT_VAL} images: last, early stopping off (the best "
+        "epoch by so few images is noise)")
     select_metric: Literal["top1", "macro_f1", "miou"] | None = Field(
         default=None, description="validation metric that picks the best epoch (default top1, or macro_f1 when the "
                                   "largest training class has >= 2x the smallest's images; segment miou)")
@@ -311,8 +320,10 @@ def resolve(cfg: RunConfig, device: str | None = None) -> RunConfig:
     if (cfg.candidates or cfg.budget_int8) and cfg.budget_ms is None and cfg.budget_fps is None:
         raise ConfigError("candidates / budget_int8 choose a student for a latency budget: add budget_ms or "
                           "budget_fps (--budget-ms / --budget-fps)")
+    if cfg.select_epoch == "last" and cfg.patience:
+        raise ConfigError("early stopping keeps the best epoch: select_epoch last needs patience 0 (or none)")
     if cfg.patience is None:
-        fill["patience"] = default_patience(cfg.data, cfg.task)
+        fill["patience"] = 0 if cfg.select_epoch == "last" else default_patience(cfg.data, cfg.task)
     if cfg.teacher_check is None:  # a short probe costs a tenth of the student's training, at most 3 epochs
         epochs = cfg.stages and sum(s.epochs for s in cfg.stages) or cfg.epochs
         fill["teacher_check"] = 0 if cfg.data.startswith("builtin:") else min(3, epochs // 10)
@@ -440,6 +451,24 @@ def resolve_for_data(cfg: RunConfig, class_counts: dict[str, int],
     (big, nb), (small, ns) = found
     return (cfg.model_copy(update={"select_metric": "macro_f1"}),
             [f"classes are imbalanced ({big} {nb} vs {small} {ns} training images): selecting by macro-F1"])
+
+
+def resolve_select_epoch(cfg: RunConfig, val_images: int, patience_given: bool = False) -> tuple[RunConfig, list[str]]:
+    """``select_epoch`` when none was given (call after ``resolve``): ``last`` with early stopping off on a
+    classification folder whose validation split has fewer than ``MIN_SELECT_VAL`` images, unless the user set
+    ``patience`` (early stopping needs the best epoch); else ``best``. Returns the config and the line that says
+    why."""
+    if cfg.select_epoch is not None:
+        return cfg, []
+    few = (cfg.task == "classify" and not cfg.data.startswith("builtin:") and 0 < val_images < MIN_SELECT_VAL
+           and not patience_given)
+    if not few:
+        return cfg.model_copy(update={"select_epoch": "best"}), []
+    step = 100 / val_images
+    return (cfg.model_copy(update={"select_epoch": "last", "patience": 0}),
+            [f"validation split: {val_images} images (one image moves the score by {step:.1f} points), too few to "
+             f"pick the best epoch by: teacher and student keep their last epoch, early stopping off "
+             f"(select_epoch: best, or patience N, in a recipe to choose otherwise)"])
 
 
 def schedule(cfg: RunConfig) -> list[StageSpec]:

@@ -26,12 +26,13 @@ from edgekd.targets import Target
 STAGE_DEPS: list[tuple[str, tuple[str, ...]]] = [
     ("teacher", ("task", "data", "teachers", "teacher_arch", "teacher_epochs", "image_size", "val_fraction", "seed",
                  "teacher_arch_weights", "split_seed", "max_train_samples", "max_eval_samples", "augment",
-                 "crop_scale", "mixup", "cutmix", "sampler", "patience", "select_metric", "class_weights")),
+                 "crop_scale", "mixup", "cutmix", "sampler", "patience", "select_metric", "class_weights",
+                 "select_epoch")),
     ("distill", ("student", "epochs", "batch_size", "lr", "weight_decay", "loss", "temperature", "alpha",
                  "student_weights",
                  "losses", "features", "stages", "optimizer", "warmup_epochs", "select_metric", "augment",
                  "teacher_cache_views", "crop_scale", "mixup", "cutmix", "sampler", "patience", "class_weights",
-                 "teacher_check", "stem_stride", "sweep", "sweep_epochs")),
+                 "teacher_check", "stem_stride", "sweep", "sweep_epochs", "select_epoch")),
     ("export", ()),
     ("quantize", ("calib_samples", "quant_preset", "quantize_method", "quant_ignored_scope", "qad_epochs", "qad_lr",
                   "qad_losses", "max_accuracy_drop", "max_fp32_layers")),
@@ -255,6 +256,13 @@ def run(cfg: RunConfig, target: Target, root: Path, overwrite: bool = False, unt
 
         cfg, notes = resolve_for_data(cfg, class_counts(r.data))
         r.cfg = cfg  # what the data loaded with is unchanged: resolve_for_data sets no data option
+        for line in notes:
+            console.print(line, soft_wrap=True, markup=False)
+    if cfg.select_epoch is None:  # the best epoch by a handful of validation images is noise
+        from edgekd.config import resolve_select_epoch
+
+        cfg, notes = resolve_select_epoch(cfg, len(r.data.val), patience_given=given.patience is not None)
+        r.cfg = cfg
         for line in notes:
             console.print(line, soft_wrap=True, markup=False)
     if main:

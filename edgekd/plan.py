@@ -26,8 +26,10 @@ def _counts_words(counts: dict[str, int]) -> str:
 
 def _epochs_words(epochs: int, patience: int, keep: str) -> str:
     n = f"{epochs} epoch{'s' * (epochs != 1)}"
-    if keep != "best":
+    if keep == "then":
         return f"{n} (keeps the last; the next stage goes on from it)"
+    if keep == "last":
+        return f"{n} (keeps the last)"
     if 0 < patience < epochs:
         return f"up to {n} (early stop after {patience} without improvement)"
     return n
@@ -35,7 +37,8 @@ def _epochs_words(epochs: int, patience: int, keep: str) -> str:
 
 def plan_line(what: str, data, epochs: int, batch: int, select: str, patience: int = 0, keep: str = "best",
               extra: list[str] | None = None) -> str:
-    """One line: ``what`` (e.g. "teacher mobilevit_s") on which data, for how long, how the epoch is chosen."""
+    """One line: ``what`` (e.g. "teacher mobilevit_s") on which data, for how long, how the epoch is chosen
+    (``keep``: ``best`` by ``select``, ``last``, or ``then``: the last, for the next stage to go on from)."""
     seg = data.task == "segment"
     unit = "image-mask pairs" if seg else "images"
     parts = [f"plan: {what} on {len(data.train)} train / {len(data.val)} val / {len(data.test)} test {unit}"

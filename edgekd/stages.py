@@ -181,6 +181,7 @@ def _fit_opts(cfg) -> dict:
 
     out = {"augment": teacher_augment(cfg.augment), "crop_scale": cfg.crop_scale, "mixup": cfg.mixup,
            "cutmix": cfg.cutmix, "balanced": cfg.sampler == "balanced", "patience": cfg.patience,
+           "keep": "last" if cfg.select_epoch == "last" else "best",
            "select_metric": cfg.select_metric, "class_weights": cfg.class_weights}
     return {**out, "batch_size": cfg.batch_size} if cfg.task == "segment" else out
 
@@ -218,7 +219,8 @@ def distill(r: Run) -> dict:
     scores = {f"test_{k}": v for k, v in rep.items() if isinstance(v, float)}
     card = {"arch": cfg.student, "role": "student", "task": cfg.task, "classes": data.classes, "data": data.name,
             "preprocess": data.preprocess.to_dict(), "metric": m, **scores,
-            "per_class": rep["per_class"], "select_metric": cfg.select_metric, "best_val": res.best_val,
+            "per_class": rep["per_class"], "select_metric": cfg.select_metric, "select_epoch": cfg.select_epoch,
+            "best_val": res.best_val,
             "best_epoch": res.best_epoch, "stopped_early": res.stopped_early, "stages": stages, "loss": cfg.loss,
             "params_m": sum(p.numel() for p in student.parameters()) / 1e6, "weights": start,
             **({"stem_stride": cfg.stem_stride} if cfg.stem_stride is not None else {}),
@@ -228,8 +230,10 @@ def distill(r: Run) -> dict:
     extra = (f"macro-F1 {rep['macro_f1']:.2f}" if m == "top1" else
              f"{data.classes[-1] if len(data.classes) == 2 else 'foreground'} IoU {rep['fg_iou']:.2f}, Dice "
              f"{rep['fg_dice']:.2f}, precision {rep['fg_precision']:.2f}, recall {rep['fg_recall']:.2f}")
-    console.print(f"student {cfg.student}: test {METRIC_LABEL[m]} {rep[m]:.2f}%, {extra} "
-                  f"(best val {cfg.select_metric} {res.best_val:.2f} at epoch {res.best_epoch})")
+    kept = (f"last epoch kept, {len(res.history)}; best val {cfg.select_metric} {res.best_val:.2f} was epoch "
+            f"{res.best_epoch}" if cfg.select_epoch == "last" else
+            f"best val {cfg.select_metric} {res.best_val:.2f} at epoch {res.best_epoch}")
+    console.print(f"student {cfg.student}: test {METRIC_LABEL[m]} {rep[m]:.2f}%, {extra} ({kept})", soft_wrap=True)
     if m == "top1":
         from edgekd.plan import per_class_f1_line
 

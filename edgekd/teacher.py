@@ -41,6 +41,7 @@ class TeacherRecipe:
     patience: int = 0  # early stop after this many epochs without a better validation score (0: off)
     select_metric: str | None = None  # None: miou (segment), macro_f1 when the classes are imbalanced, else top1
     class_weights: str = "none"  # "balanced": class-weighted cross-entropy (classification)
+    keep: str = "best"  # the epoch kept: "best" by the validation metric, or "last" (RunConfig.select_epoch)
 
 
 def teacher_augment(spec):
@@ -116,7 +117,7 @@ def build_teacher(data: DataSplits, recipe: TeacherRecipe, weights: Path | str |
     if retrain or not fits:
         metric = _teacher_metric(data, recipe)
         settings = TrainSettings(recipe.epochs, recipe.lr, recipe.weight_decay, seed=recipe.seed,
-                                 select_metric=metric, patience=recipe.patience, mixup=recipe.mixup,
+                                 select_metric=metric, patience=recipe.patience, mixup=recipe.mixup, keep=recipe.keep,
                                  cutmix=recipe.cutmix, num_classes=len(data.classes))
         # segmentation: Dice + CE, the task loss that does not drown a thin class in background pixels
         loss = build_loss("dice_ce" if seg else "ce")
@@ -131,7 +132,7 @@ def build_teacher(data: DataSplits, recipe: TeacherRecipe, weights: Path | str |
         from edgekd.plan import plan_line
 
         console.print(plan_line(f"teacher {recipe.arch}", data, recipe.epochs, recipe.batch_size, metric,
-                                recipe.patience, extra=extra), soft_wrap=True, markup=False)
+                                recipe.patience, recipe.keep, extra=extra), soft_wrap=True, markup=False)
         res = fit(wrapped, train_dl, val_dl, loss, settings, workdir, desc=f"teacher {recipe.arch}")
         hist, stopped = res.history, res.stopped_early
         how = ("fine-tuned from given weights" if start["used"] == "file" else "trained from scratch"

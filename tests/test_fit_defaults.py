@@ -283,3 +283,65 @@ def test_distill_on_an_imbalanced_folder_plans_selects_macro_f1_and_records_the_
     assert "val_macro_f1" in teacher["history"][0]
     student = json.loads((out / "student" / "student.json").read_text())
     assert student["select_metric"] == "macro_f1" and "stopped_early" in student and student["per_class"]
+
+
+# ---- the epoch kept on a small validation split --------------------------------------------------------------
+
+def test_a_small_validation_split_keeps_the_last_epoch_without_early_stopping():
+    from edgekd.config import MIN_SELECT_VAL, resolve_select_epoch
+
+    cfg = resolve(RunConfig(data="/photos"))
+    assert cfg.patience == 10 and cfg.select_epoch is None
+    small, lines = resolve_select_epoch(cfg, 24)
+    assert (small.select_epoch, small.patience) == ("last", 0)
+    assert lines == ["validation split: 24 images (one image moves the score by 4.2 points), too few to pick the "
+                     "best epoch by: teacher and student keep their last epoch, early stopping off "
+                     "(select_epoch: best, or patience N, in a recipe to choose otherwise)"]
+    big, lines = resolve_select_epoch(cfg, MIN_SELECT_VAL)
+    assert (big.select_epoch, big.patience, lines) == ("best", 10, [])
+    # the user's own patience, the built-in data, segmentation and a given select_epoch are left as they are
+    assert resolve_select_epoch(cfg, 24, patience_given=True)[0].select_epoch == "best"
+    assert resolve_select_epoch(resolve(RunConfig()), 24)[0].select_epoch == "best"
+    assert resolve_select_epoch(resolve(RunConfig(data="/cracks", task="segment")), 12)[0].select_epoch == "best"
+    given = resolve(RunConfig(data="/photos", select_epoch="best"))
+    assert resolve_select_epoch(given, 24) == (given, [])
+
+
+def test_select_epoch_last_turns_early_stopping_off_and_refuses_a_patience():
+    from edgekd.errors import ConfigError
+
+    assert resolve(RunConfig(data="/photos", select_epoch="last")).patience == 0
+    with pytest.raises(ConfigError, match="select_epoch last needs patience 0"):
+        resolve(RunConfig(data="/photos", select_epoch="last", patience=3))
+
+
+def test_keep_last_ends_on_the_last_epochs_weights_not_the_best(tmp_path, monkeypatch):
+    from edgekd.distill import trainer
+    from edgekd.distill.trainer import TrainSettings
+
+    monkeypatch.setattr(trainer, "evaluate", scripted_val([50, 80, 60], {}))
+    model, res = train(tmp_path / "w", TrainSettings(3, 1e-3, 0.0, seed=0, keep="last"))
+    assert (res.best_epoch, res.best_val, len(res.history)) == (2, 80, 3)
+    last = torch.load(tmp_path / "w" / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in last.items())
+    monkeypatch.setattr(trainer, "evaluate", scripted_val([50, 80, 60], {}))
+    best_model, _ = train(tmp_path / "b", TrainSettings(3, 1e-3, 0.0, seed=0, keep="best"))
+    assert not all(torch.equal(v, best_model.state_dict()[k]) for k, v in last.items())  # epoch 2's, not 3's
+
+
+@pytest.mark.slow
+def test_distill_on_a_folder_with_a_small_val_split_keeps_the_last_epochs(tmp_path):
+    data = make_folder(tmp_path / "d", {"ants": 20, "bees": 20})
+    (tmp_path / "r.yaml").write_text("teacher_arch: resnet10t\nstudent: resnet10t\nepochs: 2\nbatch_size: 16\n"
+                                     "image_size: 32\nteacher_check: 0\n")
+    out = tmp_path / "run"
+    res = edgekd("distill", "--data", data, "--recipe", tmp_path / "r.yaml", "--out", out, "--teacher-epochs", 2)
+    assert res.returncode == 0, res.stderr[-3000:]
+    err = res.stderr
+    assert "validation split: 4 images (one image moves the score by 25.0 points), too few" in err
+    assert err.count(", 2 epochs (keeps the last), batch ") == 2  # the teacher's plan and the student's
+    assert "early stop after" not in err and "(last epoch kept, 2; best val top1" in err
+    cfg = json.loads((out / "run.json").read_text())["config"]
+    assert (cfg["select_epoch"], cfg["patience"]) == ("last", 0)
+    assert json.loads((out / "teacher" / "teacher0.json").read_text())["recipe"]["keep"] == "last"
+    assert json.loads((out / "student" / "student.json").read_text())["select_epoch"] == "last"

@@ -154,7 +154,8 @@ def distill_student(student: nn.Module, data: DataSplits, cfg: RunConfig, teache
     for i, (st, mix) in enumerate(zip(stages, mixes, strict=True)):
         final = i == len(stages) - 1
         settings = TrainSettings(st.epochs, st.lr or cfg.lr, cfg.weight_decay, cfg.warmup_epochs, cfg.seed,
-                                 cfg.optimizer, cfg.select_metric, keep="best" if final else "last",
+                                 cfg.optimizer, cfg.select_metric,
+                                 keep=("last" if cfg.select_epoch == "last" else "best") if final else "last",
                                  mixup=cfg.mixup, cutmix=cfg.cutmix, num_classes=len(data.classes),
                                  patience=cfg.patience or 0)
         settings = replace(settings, **(tweak or {}))
@@ -298,5 +299,6 @@ def _plan(cfg: RunConfig, data: DataSplits, cards: list[dict], name: str, i: int
         what += " from " + " + ".join(c["arch"] for c in cards)
     terms = zip(mix.names, mix.weights, strict=True)
     losses = "losses " + " + ".join(k if w == 1 else f"{w:g}x{k}" for k, w in terms)
+    keep = "then" if i < n - 1 else settings.keep
     return plan_line(what, data, settings.epochs, cfg.batch_size, settings.select_metric, settings.patience,
-                     settings.keep, [losses, *extra])
+                     keep, [losses, *extra])
