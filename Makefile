@@ -14,7 +14,7 @@ STAMP := $(VENV)/.edgekd-installed
 TORCH_INDEX ?=
 PIP_EXTRA := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX),)
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test test-fast lint clean
 
 setup: $(STAMP)
 
@@ -42,6 +42,12 @@ test: setup
 	$(PYTEST) tests/test_[c-e]*.py
 	$(PYTEST) tests/test_[f-p]*.py
 	$(PYTEST) tests/test_[q-z]*.py
+
+# the developer's loop while editing: every test not marked slow (tests/conftest.py: tests/slow.txt and the
+# shared tiny run); `make test` stays the full suite CI runs
+test-fast: setup
+	$(BIN)/ruff check edgekd tests benchmarks
+	$(BIN)/python -m pytest -q -m "not slow" tests
 
 lint: setup
 	$(BIN)/ruff check edgekd tests benchmarks

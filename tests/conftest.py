@@ -86,3 +86,17 @@ def tiny_run(tmp_path_factory):
                                      "stderr": first.stderr}))
     second = subprocess.run(cmd, capture_output=True, text=True)
     return {"out": out, "first": first, "second": second, "cmd": cmd}
+
+
+# `make test-fast` runs `-m "not slow"`: a developer's loop while editing. Slow = marked in the test file, using
+# the shared tiny `compress` run, or listed in tests/slow.txt: the node ids that took >= 1 s in a full run on the
+# project's 2-core machine (regenerate with `python tests/slow_list.py DURATIONS.txt`, see that file).
+SLOW_LIST = Path(__file__).with_name("slow.txt")
+
+
+def pytest_collection_modifyitems(config, items):
+    listed = set(SLOW_LIST.read_text().split()) if SLOW_LIST.is_file() else set()
+    for item in items:
+        base = item.nodeid.split("[", 1)[0]
+        if "tiny_run" in getattr(item, "fixturenames", ()) or item.nodeid in listed or base in listed:
+            item.add_marker(pytest.mark.slow)
