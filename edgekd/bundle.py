@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekd.errors import ConfigError, IntegrityError, ParityError, WriteError, reason
+from edgekd.fileio import atomic, write_text
 from edgekd.formats import FORMATS, bundle_runtime, suffix_of
 from edgekd.integrity import (  # also imported from here by teacher, bench and tests
     DIGEST,
@@ -157,10 +158,8 @@ def seal(folder: Path, manifest: dict) -> str:
 
 
 def write_tarball(folder: Path, tar: Path, arcname: str) -> None:
-    tar_tmp = tar.with_name(tar.name + ".tmp")
-    with tarfile.open(tar_tmp, "w:gz") as tf:
+    with atomic(tar) as tar_tmp, tarfile.open(tar_tmp, "w:gz") as tf:
         tf.add(folder, arcname=arcname)
-    os.replace(tar_tmp, tar)
 
 
 def sign_bundle(folder: Path, key, tar: Path | None = None, arcname: str | None = None) -> str:
@@ -169,9 +168,7 @@ def sign_bundle(folder: Path, key, tar: Path | None = None, arcname: str | None 
     from edgekd.integrity import sign
 
     manifest = verify_bundle_dir(folder)  # never sign a bundle that was changed after its build
-    tmp = folder / (SIGNATURE + ".tmp")
-    tmp.write_text(sign(manifest, key))
-    os.replace(tmp, folder / SIGNATURE)
+    write_text(folder / SIGNATURE, sign(manifest, key))
     if tar is not None:
         write_tarball(folder, tar, arcname or folder.name)
     return manifest_digest(manifest)

@@ -17,6 +17,7 @@ from typing import Any
 
 from edgekd.config import RunConfig
 from edgekd.errors import ConfigError
+from edgekd.fileio import write_text
 from edgekd.integrity import sha256  # standard library only: no start-up cost
 from edgekd.progress import console
 from edgekd.run_context import Run, rank  # noqa: F401 - re-exported: pipeline.Run / pipeline.rank
@@ -71,7 +72,8 @@ def _stages() -> dict[str, Callable[[Run], Any]]:
 
 # what a run writes at the top of its folder (the tarball is NAME.tar.gz, NAME from run.json)
 RUN_ENTRIES = ("run.json", "stages", "teacher", "student", "export", "quantize", "quantize.json", "verify.json",
-               "robustness.json", "robustness.png", "bundle", "bundle.tmp", "cache", ".write-test")
+               "robustness.json", "robustness.png", "bundle", "bundle.tmp", "cache", ".write-test",
+               "run.json.tmp", "quantize.json.tmp", "verify.json.tmp")  # fileio.atomic's, left by a killed write
 
 
 def clear_run_dir(root: Path) -> list[str]:
@@ -195,18 +197,14 @@ def refresh_record(root: Path, name: str) -> None:
     saved = json.loads(cache.read_text())
     saved["files"] = {rel: sha256(root / rel) if (root / rel).is_file() else digest
                       for rel, digest in saved.get("files", {}).items()}
-    tmp = cache.with_suffix(".tmp")
-    tmp.write_text(json.dumps(saved, indent=2))
-    os.replace(tmp, cache)
+    write_text(cache, json.dumps(saved, indent=2))
 
 
 def _write_record(cache: Path, chain: str, result: Any, root: Path) -> None:
     rel, pointers, files = _portable(result, root)
     cache.parent.mkdir(exist_ok=True)
-    tmp = cache.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"version": STAGE_RECORD_VERSION, "hash": chain, "result": rel, "paths": pointers,
-                               "files": files}, indent=2))
-    os.replace(tmp, cache)
+    write_text(cache, json.dumps({"version": STAGE_RECORD_VERSION, "hash": chain, "result": rel, "paths": pointers,
+                                  "files": files}, indent=2))
 
 
 def _wait_for(cache: Path, chain: str, poll_s: float = 2.0) -> Any:
@@ -269,7 +267,7 @@ def run(cfg: RunConfig, target: Target, root: Path, overwrite: bool = False, unt
         info = {"config": cfg.model_dump(mode="json"), "target": target.name}
         if r.budget is not None:
             info["student_choice"] = r.budget
-        (root / "run.json").write_text(json.dumps(info, indent=2))
+        write_text(root / "run.json", json.dumps(info, indent=2))
     funcs = _stages()
     chain = ""
     redo: str | None = None  # once a stage is recomputed because its outputs were bad, every later one is too

@@ -9,6 +9,7 @@ import numpy as np
 from edgekd.artifacts import ExportedModel, from_json, to_json
 from edgekd.distill.metrics import METRIC_LABEL
 from edgekd.errors import ConfigError, ParityError
+from edgekd.fileio import write_text
 from edgekd.progress import console
 from edgekd.quantize.tail import qonnx_from
 from edgekd.run_context import Run
@@ -345,7 +346,7 @@ def verify(r: Run) -> dict:
     # the teacher's metric is the teacher stage's: its own view, the whole test split
     report = {"samples": len(y), "metric": m, f"teacher_{m}": r.results["teacher"][f"test_{m}"],
               f"student_{m}": score(m, ref, y), "models": results}
-    r.path("verify.json").write_text(json.dumps(report, indent=2))
+    write_text(r.path("verify.json"), json.dumps(report, indent=2))
     failed = [m for m in results if not m["passed"]]
     if failed:
         raise ParityError(f"{failed[0]['model']} failed the {r.target.name} parity gate: {failed[0]['reason']} "

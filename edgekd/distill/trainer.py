@@ -21,7 +21,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from edgekd.distill.metrics import macro_f1, top1
-from edgekd.errors import ConfigError, TrainingError, writing
+from edgekd.errors import ConfigError, TrainingError
+from edgekd.fileio import atomic, write_text
 from edgekd.progress import console, track
 
 
@@ -352,9 +353,9 @@ def fit(model: nn.Module, train_dl: DataLoader, val_dl: DataLoader, loss_fn: nn.
         raw.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=True))
     if acc.is_main_process:
         _atomic_save(raw.state_dict(), final)
-        done.write_text(json.dumps({"best_val": result.best_val, "best_epoch": result.best_epoch,
-                                    "metric": result.metric, "history": result.history,
-                                    "stopped_early": result.stopped_early}))
+        write_text(done, json.dumps({"best_val": result.best_val, "best_epoch": result.best_epoch,
+                                     "metric": result.metric, "history": result.history,
+                                     "stopped_early": result.stopped_early}))
     raw.eval()  # the caller's own module (DDP wraps it), holding the kept weights
     return result
 
@@ -362,12 +363,10 @@ def fit(model: nn.Module, train_dl: DataLoader, val_dl: DataLoader, loss_fn: nn.
 def _atomic_save(obj: object, path: Path, keep_previous: bool = False) -> None:
     """Write ``path`` whole or not at all; ``keep_previous`` keeps the file it replaces as ``NAME.prev.pt`` (the
     fallback when ``path`` is later found torn, e.g. by a copy cut short or a failing disk)."""
-    tmp = path.with_name(path.name + ".tmp")
-    with writing(path, tmp):  # torch reports a full disk as "[enforce fail at inline_container.cc]"
+    with atomic(path) as tmp:  # torch reports a full disk as "[enforce fail at inline_container.cc]"
         torch.save(obj, tmp)
-    if keep_previous and path.is_file():
-        os.replace(path, _previous(path))
-    os.replace(tmp, path)
+        if keep_previous and path.is_file():
+            os.replace(path, _previous(path))
 
 
 def _previous(path: Path) -> Path:

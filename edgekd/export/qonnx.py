@@ -20,7 +20,6 @@ so the file is plain QONNX; activations keep the Q/DQ graph's 8 bits.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import ClassVar
 
@@ -30,6 +29,7 @@ from edgekd._deps import require
 from edgekd.artifacts import ExportedModel
 from edgekd.errors import BackendError, ModelError, reason
 from edgekd.export.base import EXPORTERS
+from edgekd.fileio import atomic
 from edgekd.formats import suffix_of
 
 QONNX_DOMAIN = "qonnx.custom_op.general"
@@ -162,9 +162,8 @@ def to_qonnx(qdq_path: Path, out: Path, weight_bits: int = 8) -> Path:
     if weight_bits < 8:
         _requantize_weights(model, weight_bits)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    model.save(str(tmp))
-    os.replace(tmp, out)
+    with atomic(out) as tmp:
+        model.save(str(tmp))
     return out
 
 

@@ -22,6 +22,7 @@ from edgekd.artifacts import ExportedModel
 from edgekd.errors import BackendError
 from edgekd.export.base import EXPORTERS
 from edgekd.export.onnx import INPUT_NAME
+from edgekd.fileio import atomic
 from edgekd.formats import suffix_of
 
 # ONNX ops TensorRT 10's ONNX parser supports that edgekd's students produce (onnx-tensorrt operators.md)
@@ -136,9 +137,8 @@ def to_symmetric_int8(src: Path, dst: Path) -> int:
     keep = [i for i in g.initializer if i.name in used]
     del g.initializer[:]
     g.initializer.extend(keep)
-    tmp = dst.with_name(dst.name + ".tmp")
-    onnx.save(model, str(tmp))
-    tmp.replace(dst)
+    with atomic(dst) as tmp:
+        onnx.save(model, str(tmp))
     return changed
 
 

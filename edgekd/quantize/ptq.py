@@ -17,6 +17,7 @@ from edgekd._deps import require
 from edgekd.artifacts import ExportedModel
 from edgekd.errors import BackendError, reason
 from edgekd.export.onnx import INPUT_NAME
+from edgekd.fileio import atomic
 
 PRESETS = ("performance", "mixed")
 
@@ -48,9 +49,8 @@ def quantize_onnx(fp32: ExportedModel, calib: np.ndarray, out: Path, preset: str
     except Exception as exc:  # noqa: BLE001
         raise BackendError(f"NNCF could not quantize {fp32.path}: {reason(exc)}") from exc
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    onnx.save(q, str(tmp))
-    tmp.replace(out)
+    with atomic(out) as tmp:
+        onnx.save(q, str(tmp))
     return ExportedModel("onnx", "int8", str(out), (str(out),))
 
 

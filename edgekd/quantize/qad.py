@@ -27,7 +27,8 @@ import torch
 from torch import nn
 
 from edgekd._deps import require
-from edgekd.errors import BackendError, reason, writing
+from edgekd.errors import BackendError, reason
+from edgekd.fileio import atomic, write_text
 
 # NNCF JIT-compiles a C++ extension on first use (~20 s cold); its 60 s default limit is too short on a busy
 # 2-core machine
@@ -103,13 +104,9 @@ def save_qat(model: nn.Module, folder: Path, name: str) -> None:
 
     folder.mkdir(parents=True, exist_ok=True)
     cfg, state = folder / f"{name}.json", folder / f"{name}.pt"
-    tmp = state.with_name(state.name + ".tmp")
-    with writing(state, tmp):
+    with atomic(state) as tmp:
         torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
-    os.replace(tmp, state)
-    tmp = cfg.with_name(cfg.name + ".tmp")
-    tmp.write_text(json.dumps(nncf.torch.get_config(model)))
-    os.replace(tmp, cfg)
+    write_text(cfg, json.dumps(nncf.torch.get_config(model)))
 
 
 def load_qat(fp32: nn.Module, folder: Path, name: str) -> nn.Module | None:

@@ -20,6 +20,7 @@ from torch import nn
 from edgekd._deps import require
 from edgekd.artifacts import ExportedModel
 from edgekd.errors import BackendError, reason
+from edgekd.fileio import atomic
 from edgekd.quantize.qad import quantizers
 
 
@@ -104,9 +105,8 @@ def fold_weight_quantization(path: Path) -> int:
     del g.initializer[:]
     g.initializer.extend(keep)
     onnx.checker.check_model(model)
-    tmp = path.with_name(path.name + ".tmp")
-    onnx.save(model, str(tmp))
-    tmp.replace(path)
+    with atomic(path) as tmp:
+        onnx.save(model, str(tmp))
     return folded
 
 

@@ -15,6 +15,7 @@ import torch
 
 from edgekd.artifacts import to_json
 from edgekd.errors import AccuracyError
+from edgekd.fileio import write_text
 from edgekd.progress import console
 
 RANK_IMAGES = 256  # validation images the guard's sensitivity ranking runs on
@@ -81,7 +82,7 @@ def run(r, calib: np.ndarray) -> list[dict]:
                           f"(bound {cfg.max_accuracy_drop}): " + ", ".join(guard.kept))
     qad.save_qat(model, folder, "final")
     exports = _export(r, model, card, report)
-    r.path("quantize.json").write_text(json.dumps(report, indent=2))
+    write_text(r.path("quantize.json"), json.dumps(report, indent=2))
     if guard is not None and not guard.met:
         files = ", ".join(e["path"] for e in exports)
         raise AccuracyError(
