@@ -176,8 +176,8 @@ def sign_bundle(folder: Path, key, tar: Path | None = None, arcname: str | None 
 
 RUNNER = "run.pyz"
 # the on-device runner and everything it imports: no torch, timm or other edgekd module
-RUNNER_MODULES = ("__init__.py", "run.py", "bundle.py", "integrity.py", "errors.py", "formats.py", "preprocess.py",
-                  "_deps.py", "runtimes/__init__.py", "runtimes/base.py", "runtimes/onnxruntime.py",
+RUNNER_MODULES = ("__init__.py", "run.py", "bundle.py", "integrity.py", "errors.py", "formats.py", "fileio.py",
+                  "preprocess.py", "_deps.py", "runtimes/__init__.py", "runtimes/base.py", "runtimes/onnxruntime.py",
                   "runtimes/openvino.py")
 
 
