@@ -92,7 +92,7 @@ def print_table(rows: list[dict]) -> None:
 
 
 def table_md(rows: list[dict]) -> str:
-    """The README's table (also rendered into README.md by benchmarks/readme_tables.py)."""
+    """The table of docs/distillation.md (also rendered there by benchmarks/readme_tables.py)."""
     base = [r["test_top1"] for r in rows if r["run"] == "a"]
     ref = statistics.mean(base) if base else None
     lines = ["| run | seeds | test top-1 % (mean) | vs (a) | per seed | macro-F1 | s/epoch (median) | wall s |",

@@ -99,7 +99,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "estimate_loo.json")
     ap.add_argument("--cache", type=Path, default=ROOT / "runs" / "estimate_onnx")
-    ap.add_argument("--md", action="store_true", help="also print the README's Markdown tables")
+    ap.add_argument("--md", action="store_true", help="also print the Markdown tables of docs/targets.md")
     args = ap.parse_args()
 
     from edgekd.bench.estimate import fit_params, graph_terms, load_shaped, node_costs, node_model_ms, raw_ms
@@ -184,7 +184,7 @@ def main() -> None:
 
 
 def print_md(result: dict) -> None:
-    """The README's two tables (also rendered into README.md by benchmarks/readme_tables.py)."""
+    """The two tables of docs/targets.md (also rendered there by benchmarks/readme_tables.py)."""
     figures, summary = md_tables(result)
     print("\n" + figures + "\n\n" + summary)
 

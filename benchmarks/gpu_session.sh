@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU rows, in one call of the `device` tool (a lent NVIDIA GPU, its own python3 with torch; see README):
+# The GPU rows, in one call of the `device` tool (a lent NVIDIA GPU, its own python3 with torch; see docs/data.md):
 #
 #   bash benchmarks/gpu_session.sh DATA OUT
 #

@@ -39,7 +39,7 @@ def base(args) -> dict:
             "split_seed": 0, "teacher_arch": args.teacher_arch, "teacher_epochs": args.teacher_epochs,
             "student": args.student, "epochs": args.epochs, "lr": args.lr, "batch_size": 8, "augment": True,
             "calib_samples": 82, "verify_samples": 200, "bench_iters": 50, "bench_warmup": 5,
-            # README's numbers are from random starts; `auto` would pick ImageNet encoders where a hub answers
+            # docs/segmentation.md's numbers are from random starts; `auto` would pick ImageNet encoders with a hub
             "student_weights": "none", "teacher_arch_weights": "none"}
 
 

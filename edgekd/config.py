@@ -22,7 +22,7 @@ from edgekd.errors import ConfigError, reason
 
 # fewer validation images than this on a classification folder: the best epoch is chosen by noise (one image moves
 # the score by more than a point; 24 images, hymenoptera's 10 %, move it in 4.2-point steps), so `select_epoch`
-# defaults to the last epoch and early stopping is off (README, "Defaults that fit the data")
+# defaults to the last epoch and early stopping is off (docs/data.md, "Defaults that fit the data")
 MIN_SELECT_VAL = 100
 CLASSIFY_PATIENCE = 10  # default early-stopping patience on a classification folder (see RunConfig.patience)
 IMBALANCE_RATIO = 2.0  # the largest training class has >= this many times the images of the smallest: imbalanced
@@ -160,7 +160,8 @@ class RunConfig(BaseModel):
                                   "noise and the plateau before the cosine schedule's low-LR end, and still cut a "
                                   "60-epoch teacher short once it has stopped learning); off for builtin:shapes10 "
                                   "(the demo and its published numbers) and for segmentation (small U-Nets sat "
-                                  "on flat validation mIoU for 13-22 epochs in the CrackForest runs, see README)")
+                                  "on flat validation mIoU for 13-22 epochs in the CrackForest runs, see "
+                                  "docs/segmentation.md)")
     stem_stride: PositiveInt | None = Field(
         default=None, description="stride of the student's first convolution (a timm classifier's first_conv); 1 "
         "keeps small inputs (CIFAR's 32 px) at full resolution through the stem instead of upsampling them 2x; "
@@ -399,8 +400,8 @@ def dkd_beta(num_classes: int) -> float:
     measured): NCKD is a KL among the C - 1 non-target classes, whose dark knowledge shrinks with them (its
     entropy ceiling is log(C - 1); with 2 classes NCKD is zero by construction), so beta = 8 * log(C - 1) /
     log(99), to the nearest 0.5, between 1 and 8: 8 from 100 classes on, 4 for 10, 1 for 2-3. On CIFAR-10 the
-    CIFAR-100 beta of 8 let NCKD dominate the loss and cost 4.2 points against labels only (README, CIFAR-10
-    benchmark (c)). An explicit beta is always kept."""
+    CIFAR-100 beta of 8 let NCKD dominate the loss and cost 4.2 points against labels only (docs/distillation.md,
+    CIFAR-10 benchmark (c)). An explicit beta is always kept."""
     if num_classes >= DKD_BETA_CLASSES:
         return DKD_BETA
     scaled = DKD_BETA * math.log(max(num_classes - 1, 1)) / math.log(DKD_BETA_CLASSES - 1)

@@ -284,7 +284,7 @@ def test_tampered_tarball_is_refused_naming_the_tarball_and_file(built, tmp_path
 
 
 def test_in_bundle_digest_alone_does_not_stop_a_rewrite(built, tmp_path, monkeypatch, capsys):
-    """What the README says: reversed labels with a rewritten manifest.sha256 pass without --expect or --key (the
+    """What docs/bundles.md says: reversed labels with a rewritten manifest.sha256 pass without --expect or --key (the
     answer changes), and are refused with either."""
     b = copy(built, tmp_path)
     m = read(b)

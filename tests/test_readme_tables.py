@@ -1,6 +1,7 @@
-"""README's generated tables equal what benchmarks/results/*.json give (benchmarks/readme_tables.py --check), and the
-renderer on tiny fake results: the machine line from a `machine` record, "machine not recorded" without one, the
-demo table's ranges over passes, and --check naming a stale table. No training, no timing."""
+"""The generated tables of README.md and docs/*.md equal what benchmarks/results/*.json give
+(benchmarks/readme_tables.py --check), each in exactly one of those files, and the renderer on tiny fake results:
+the machine line from a `machine` record, "machine not recorded" without one, the demo table's ranges over passes,
+and --check naming a stale, missing or duplicated table with its file. No training, no timing."""
 
 import importlib.util
 import json
@@ -23,12 +24,23 @@ def rt():
     return mod
 
 
+def committed_texts(rt) -> dict[str, str]:
+    files = rt.doc_files()
+    assert files[0] == ROOT / "README.md" and len(files) > 1, files  # README plus the pages under docs/
+    return {rt.label(p): p.read_text() for p in files}
+
+
 def test_readme_matches_committed_json(rt):
-    text = (ROOT / "README.md").read_text()
-    assert rt.problems(text) == []
-    assert set(rt.blocks(text)) == set(rt.TABLES)
-    for name, body in rt.blocks(text).items():  # every table names its machine (or says it was not recorded)
-        assert body.startswith(("Machine: ", "Machine not recorded")), name
+    texts = committed_texts(rt)
+    assert rt.problems(texts) == []
+    seen: dict[str, list[str]] = {}
+    for lab, text in texts.items():
+        for m in rt.BLOCK.finditer(text):
+            seen.setdefault(m["name"], []).append(lab)
+            # every table names its machine (or says it was not recorded)
+            assert m["body"].startswith(("Machine: ", "Machine not recorded")), (lab, m["name"])
+    assert set(seen) == set(rt.TABLES)
+    assert {name: labs for name, labs in seen.items() if len(labs) != 1} == {}  # each table in exactly one file
 
 
 MACHINE = {"cpu": "Fake CPU 9000", "logical_cpus": 4, "physical_cores": 2, "isa": ["avx2", "avx512_vnni"],
@@ -98,20 +110,52 @@ def test_demo_table_shows_ranges_and_the_bundles_statement(rt, tmp_path):
 def test_check_names_a_stale_table_and_update_fixes_it(rt, tmp_path):
     (tmp_path / "kd_vs_scratch.json").write_text(json.dumps(kd_doc()))
     stale = f"intro\n\n{rt.opening('kd_vs_scratch')}\nold numbers\n{rt.CLOSING}\n\nafter\n"
-    bad = rt.problems(stale, tmp_path, ["kd_vs_scratch"])
-    assert len(bad) == 1 and "'kd_vs_scratch' differs from kd_vs_scratch.json" in bad[0]
+    bad = rt.problems({"README.md": "no tables here", "docs/x.md": stale}, tmp_path, ["kd_vs_scratch"])
+    assert bad == ["docs/x.md: table 'kd_vs_scratch' differs from kd_vs_scratch.json; run python "
+                   "benchmarks/readme_tables.py"]
     fixed = rt.update(stale, tmp_path)
-    assert rt.problems(fixed, tmp_path, ["kd_vs_scratch"]) == []
+    assert rt.problems({"docs/x.md": fixed}, tmp_path, ["kd_vs_scratch"]) == []
     assert fixed.startswith("intro\n\n") and fixed.endswith(f"{rt.CLOSING}\n\nafter\n")
     assert rt.update(fixed, tmp_path) == fixed
-    assert "generated table 'kd_vs_scratch' is missing" in rt.problems("no markers", tmp_path, ["kd_vs_scratch"])[0]
+    missing = rt.problems({"README.md": "no markers", "docs/x.md": "none"}, tmp_path, ["kd_vs_scratch"])
+    assert len(missing) == 1 and missing[0].startswith("generated table 'kd_vs_scratch' is missing")
+    assert missing[0].endswith("README.md, docs/x.md")
 
 
-def test_check_cli_exit_code(tmp_path):
-    readme = tmp_path / "README.md"
-    readme.write_text((ROOT / "README.md").read_text().replace("| labels only (CE) | 2 |", "| labels only (CE) | 3 |"))
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--check", "--readme", str(readme)], capture_output=True,
-                          text=True, cwd=ROOT)
-    assert proc.returncode == 1
-    assert proc.stdout.strip().splitlines() == [
-        "README.md: table 'kd_vs_scratch' differs from kd_vs_scratch.json; run python benchmarks/readme_tables.py"]
+def test_a_table_in_two_files_is_reported_naming_both(rt, tmp_path):
+    (tmp_path / "kd_vs_scratch.json").write_text(json.dumps(kd_doc()))
+    block = f"{rt.opening('kd_vs_scratch')}\n{rt.render('kd_vs_scratch', tmp_path)}{rt.CLOSING}\n"
+    bad = rt.problems({"README.md": block, "docs/a.md": "text", "docs/b.md": f"intro\n\n{block}"}, tmp_path,
+                      ["kd_vs_scratch"])
+    assert bad == ["README.md, docs/b.md: table 'kd_vs_scratch' appears 2 times; keep it in one file"]
+    twice = rt.problems({"docs/a.md": block + "\n" + block}, tmp_path, ["kd_vs_scratch"])  # twice in one file too
+    assert twice == ["docs/a.md, docs/a.md: table 'kd_vs_scratch' appears 2 times; keep it in one file"]
+
+
+def test_check_cli_exit_code(rt, tmp_path):
+    """--check over copies of README.md and docs/*.md (--files): 0 as committed; 1 naming the file where one table
+    was edited; 1 naming both files when a table is copied into another."""
+    (tmp_path / "docs").mkdir()
+    files = []
+    for p in rt.doc_files():
+        rel = p.relative_to(ROOT).as_posix()
+        (tmp_path / rel).write_text(p.read_text())
+        files.append(rel)
+
+    def check():
+        proc = subprocess.run([sys.executable, str(SCRIPT), "--check", "--files", *files], capture_output=True,
+                              text=True, cwd=tmp_path)
+        return proc.returncode, proc.stdout.strip().splitlines()
+
+    assert check() == (0, [])
+    holder = next(f for f in files if rt.opening("kd_vs_scratch") in (tmp_path / f).read_text())
+    text = (tmp_path / holder).read_text()
+    (tmp_path / holder).write_text(text.replace("| labels only (CE) | 2 |", "| labels only (CE) | 3 |"))
+    assert check() == (1, [f"{holder}: table 'kd_vs_scratch' differs from kd_vs_scratch.json; run python "
+                           f"benchmarks/readme_tables.py"])
+    (tmp_path / holder).write_text(text)
+    block = rt.BLOCK.search(text[text.index(rt.opening("kd_vs_scratch")):]).group(0)
+    other = next(f for f in files if f != holder)
+    (tmp_path / other).write_text((tmp_path / other).read_text() + "\n" + block + "\n")
+    first, second = sorted((holder, other), key=files.index)
+    assert check() == (1, [f"{first}, {second}: table 'kd_vs_scratch' appears 2 times; keep it in one file"])

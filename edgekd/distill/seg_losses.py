@@ -76,7 +76,7 @@ class PixelKD(HintonKD):
     ``balance`` (default on) averages the KL per ground-truth class first, then over the classes present: a plain
     pixel mean is ~98 % background on crack data, so the thin class barely counts in it. Balanced, each class
     weighs the same, as in the Dice term of the task loss (on CrackForest it gave higher crack recall and test
-    mIoU than the plain mean; see the README's benchmark)."""
+    mIoU than the plain mean; see the CrackForest benchmark in docs/segmentation.md)."""
 
     def __init__(self, temperature: float = 1.0, alpha: float = 0.5, balance: bool = True) -> None:
         super().__init__(temperature, alpha)
