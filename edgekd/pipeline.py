@@ -1,8 +1,9 @@
 """pipeline.run: teacher -> distill -> export -> quantize -> verify -> bench -> bundle.
 
-Each stage is a function ``(Run) -> JSON-able result``. Results are cached in ``RUN/stages/<stage>.json``
-with a hash of the options that stage depends on, chained through the stages before it, so a rerun after a
-kill (or with a changed option) redoes only the stages it must.
+The stages are declared once, in order, in ``edgekd.stages.STAGES``; each is a function ``(Run) -> JSON-able
+result`` in its own module of ``edgekd/stages/``, and this runner knows none by name. Results are cached in
+``RUN/stages/<stage>.json`` with a hash of the options that stage depends on, chained through the stages before
+it, so a rerun after a kill (or with a changed option) redoes only the stages it must.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,59 +21,12 @@ from edgekd.fileio import write_text
 from edgekd.integrity import sha256  # standard library only: no start-up cost
 from edgekd.progress import console
 from edgekd.run_context import Run, rank  # noqa: F401 - re-exported: pipeline.Run / pipeline.rank
+from edgekd.stages import STAGES
 from edgekd.targets import Target
 
-# (stage name, options it depends on, function); imported lazily so `edgekd --help` stays fast
-STAGE_DEPS: list[tuple[str, tuple[str, ...]]] = [
-    ("teacher", ("task", "data", "teachers", "teacher_arch", "teacher_epochs", "image_size", "val_fraction", "seed",
-                 "teacher_arch_weights", "split_seed", "max_train_samples", "max_eval_samples", "augment",
-                 "crop_scale", "mixup", "cutmix", "sampler", "patience", "select_metric", "class_weights",
-                 "select_epoch")),
-    ("distill", ("student", "epochs", "batch_size", "lr", "weight_decay", "loss", "temperature", "alpha",
-                 "student_weights",
-                 "losses", "features", "stages", "optimizer", "warmup_epochs", "select_metric", "augment",
-                 "teacher_cache_views", "crop_scale", "mixup", "cutmix", "sampler", "patience", "class_weights",
-                 "teacher_check", "stem_stride", "sweep", "sweep_epochs", "select_epoch")),
-    ("export", ()),
-    ("quantize", ("calib_samples", "quant_preset", "quantize_method", "quant_ignored_scope", "qad_epochs", "qad_lr",
-                  "qad_losses", "max_accuracy_drop", "max_fp32_layers")),
-    ("verify", ("verify_samples",)),
-    ("bench", ("bench_iters", "bench_warmup")),
-    ("robustness", ("robustness",)),  # opt-in: skipped, and left out of the chain, when off
-    ("bundle", ()),
-]
-
-
-# options of STAGE_DEPS left out of the hash while unset (None): runs from before they existed stay reusable
-UNSET_KEEPS_HASH = frozenset({"sweep", "sweep_epochs"})
-
-
-def stage_options(name: str, deps: tuple[str, ...], cfg: RunConfig) -> dict[str, Any]:
-    """The options of stage ``name`` that go into its hash (before the target and bundle extras)."""
-    from edgekd.config import DKD_BETA_RULE, defaulted_dkd_beta, schedule
-
-    # options added after runs existed count only when set, so those runs keep their hashes
-    opts = {k: getattr(cfg, k) for k in deps if k not in UNSET_KEEPS_HASH or getattr(cfg, k) is not None}
-    # dkd's beta from the class count (config.dkd_beta): its rule is an option of the stages that train with it
-    if name == "distill" and defaulted_dkd_beta([t for st in schedule(cfg) for t in st.losses]):
-        opts["dkd_beta"] = DKD_BETA_RULE
-    if name == "quantize" and cfg.quantize_method == "qad" and defaulted_dkd_beta(list(cfg.qad_losses)):
-        opts["dkd_beta"] = DKD_BETA_RULE
-    return opts
-
-
-def _stages() -> dict[str, Callable[[Run], Any]]:
-    from edgekd import stages
-
-    return {"teacher": stages.teacher, "distill": stages.distill, "export": stages.export,
-            "quantize": stages.quantize, "verify": stages.verify, "bench": stages.bench,
-            "robustness": stages.robustness, "bundle": stages.bundle}
-
-
 # what a run writes at the top of its folder (the tarball is NAME.tar.gz, NAME from run.json)
-RUN_ENTRIES = ("run.json", "stages", "teacher", "student", "export", "quantize", "quantize.json", "verify.json",
-               "robustness.json", "robustness.png", "bundle", "bundle.tmp", "cache", ".write-test",
-               "run.json.tmp", "quantize.json.tmp", "verify.json.tmp")  # fileio.atomic's, left by a killed write
+RUN_ENTRIES = ("run.json", "stages", "cache", ".write-test", "run.json.tmp",  # run.json.tmp: fileio.atomic's
+               *(entry for st in STAGES for entry in st.writes))
 
 
 def clear_run_dir(root: Path) -> list[str]:
@@ -228,7 +181,7 @@ def _default_teacher_trains(cfg: RunConfig) -> bool:
 def run(cfg: RunConfig, target: Target, root: Path, overwrite: bool = False, until: str | None = None) -> Run:
     """Run the stages in order (up to ``until``), reusing cached results whose options did not change."""
     from edgekd.config import resolve, resolve_for_data
-    from edgekd.stages import preflight
+    from edgekd.stages.preflight import preflight
 
     given = cfg
     cfg = resolve(cfg, target.device)  # the task's defaults, written to run.json as used
@@ -268,25 +221,17 @@ def run(cfg: RunConfig, target: Target, root: Path, overwrite: bool = False, unt
         if r.budget is not None:
             info["student_choice"] = r.budget
         write_text(root / "run.json", json.dumps(info, indent=2))
-    funcs = _stages()
     chain = ""
     redo: str | None = None  # once a stage is recomputed because its outputs were bad, every later one is too
-    for name, deps in STAGE_DEPS:
-        if name == "robustness" and not cfg.robustness:  # off: runs from before it existed keep their hashes
+    for stage in STAGES:
+        if not stage.on(cfg):  # an opt-in stage that is off: skipped, and out of the chain
             continue
-        opts = stage_options(name, deps, cfg)
-        if name == "export":  # from export on, results depend on the target too (formats, thresholds, threads)
-            opts["target"] = target.model_dump(mode="json")
-        if name == "bundle":  # a new bundle layout rebuilds an older run's bundle instead of reusing it
-            from edgekd.integrity import SCHEMA_VERSION
-
-            opts["schema_version"] = SCHEMA_VERSION
-            if r.budget is not None:  # the manifest and report state the budget and the choice
-                opts["budget"] = [cfg.budget_ms, cfg.budget_fps, r.budget.get("reason")]
-        chain = hashlib.sha256((chain + name + json.dumps(opts, default=str, sort_keys=True)).encode()).hexdigest()
+        name = stage.name
+        chain = hashlib.sha256((chain + name + json.dumps(stage.key(r), default=str, sort_keys=True)).encode()
+                               ).hexdigest()
         cache = root / "stages" / f"{name}.json"
-        if not main and name != "distill":  # distributed run: rank 0 does everything but the training itself
-            if name != "teacher":
+        if not main and stage.ranks != "all":  # distributed run: rank 0 does everything but the training itself
+            if stage.ranks != "shared":
                 break
             r.results[name] = _wait_for(cache, chain)
             continue
@@ -308,7 +253,7 @@ def run(cfg: RunConfig, target: Target, root: Path, overwrite: bool = False, unt
                           markup=False)
         console.rule(f"[bold]{name}")
         r.stage_key = chain[:12]
-        r.results[name] = funcs[name](r)
+        r.results[name] = stage.function()(r)
         if not main:
             break
         _write_record(cache, chain, r.results[name], root)
@@ -341,7 +286,7 @@ def open_run(run_dir: Path, target: str | None = None):
         except ConfigError:  # a target YAML the run was given by path, not at hand now: its threads are 2 too
             tgt = load_target("cpu-x86")
     r = Run(cfg, tgt, run_dir)
-    for name in ("teacher", "distill", "export", "quantize"):
+    for name in (st.name for st in STAGES if st.models):
         rec = _load_record(run_dir / "stages" / f"{name}.json", run_dir)
         if rec is None:
             raise ConfigError(f"{run_dir}: the {name} stage has not finished (no stages/{name}.json); finish the run "

@@ -60,9 +60,10 @@ def _records(run):
     """The finished stages of a run folder, as pipeline.run hands them to the bundle stage (an opt-in stage that
     was off, e.g. robustness, has no record)."""
     from edgekd import pipeline
+    from edgekd.stages import STAGES
 
-    records = {name: pipeline._load_record(run / "stages" / f"{name}.json", run)
-               for name, _ in pipeline.STAGE_DEPS if name != "bundle"}
+    records = {st.name: pipeline._load_record(run / "stages" / f"{st.name}.json", run)
+               for st in STAGES if st.name != "bundle"}
     assert records["verify"] is not None and records["bench"] is not None
     return {name: rec["result"] for name, rec in records.items() if rec is not None}
 

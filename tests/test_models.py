@@ -64,7 +64,7 @@ def test_shipped_teacher_loads_and_knows_shapes10():
 
     from edgekd.data import load_data
     from edgekd.shipped import shipped_dir
-    from edgekd.stages import SHIPPED_TEACHERS
+    from edgekd.stages.teacher import SHIPPED_TEACHERS
 
     models_dir = shipped_dir("models")
 

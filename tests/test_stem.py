@@ -113,10 +113,10 @@ def test_distill_trains_the_strided_student_and_its_card_says_so(tmp_path):
 
 
 def test_recipe_key_reaches_the_config_and_the_cache_key():
-    from edgekd import pipeline
+    from edgekd.stages import STAGE
 
     assert RunConfig(data="x", stem_stride=1).stem_stride == 1
-    assert "stem_stride" in dict(pipeline.STAGE_DEPS)["distill"]
+    assert "stem_stride" in STAGE["distill"].deps
 
 
 def test_cli_bad_stem_stride_is_one_line(tmp_path):

@@ -214,17 +214,17 @@ def test_distill_with_a_sweep_end_to_end_records_it_and_trains_with_the_winner(t
 
 
 def test_sweep_and_the_dkd_rule_join_the_distill_hash_only_when_they_apply():
-    from edgekd.pipeline import STAGE_DEPS, stage_options
+    from edgekd.stages import STAGE
 
-    deps = dict(STAGE_DEPS)["distill"]
-    plain = stage_options("distill", deps, resolve(RunConfig()))
+    options = STAGE["distill"].options
+    plain = options(resolve(RunConfig()))
     assert "sweep" not in plain and "sweep_epochs" not in plain and "dkd_beta" not in plain  # older runs' hashes
-    swept = stage_options("distill", deps, resolve(RunConfig(sweep={"temperature": [1, 2]})))
+    swept = options(resolve(RunConfig(sweep={"temperature": [1, 2]})))
     assert swept["sweep"] == {"temperature": [1.0, 2.0]} and swept["sweep_epochs"] == 1
     assert {k: v for k, v in swept.items() if k not in ("sweep", "sweep_epochs")} == plain
-    assert "dkd_beta" in stage_options("distill", deps, resolve(RunConfig(loss="dkd")))
+    assert "dkd_beta" in options(resolve(RunConfig(loss="dkd")))
     given = RunConfig(losses=[{"name": "dkd", "beta": 2.0}])
-    assert "dkd_beta" not in stage_options("distill", deps, resolve(given))
+    assert "dkd_beta" not in options(resolve(given))
 
 
 # ---- dkd's beta ----------------------------------------------------------------------------------------------

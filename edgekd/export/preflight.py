@@ -7,7 +7,7 @@ stage will export the trained one, then each runtime the target uses is asked ab
 - OpenVINO: ``Core.read_model`` (the ONNX frontend refuses ops it cannot convert) + ``query_model`` on CPU
   (ops the plugin cannot run) + ``compile_model``;
 - TensorRT: a *list check* against TensorRT 10's ONNX parser support matrix (``export/tensorrt.py``), not
-  TensorRT itself, which cannot be installed here; Q/DQ rules are checked after quantization (stages.quantize);
+  TensorRT itself, which cannot be installed here; Q/DQ rules are checked after quantization (stages/quantize.py);
 - FPGA / QONNX: a list check against the ops FPGA dataflow compilers (FINN, hls4ml) map to hardware.
 
 A failure raises ConfigError naming the target, runtime, op(s) and students that pass for that target.

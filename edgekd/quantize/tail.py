@@ -1,4 +1,4 @@
-"""The int8 exports both quantization routes end with (NNCF PTQ in ``stages.quantize``, QAD / torch PTQ in
+"""The int8 exports both quantization routes end with (NNCF PTQ in ``stages/quantize.py``, QAD / torch PTQ in
 ``quantize/torch_stage.py``): the QONNX file FPGA flows take, made from the int8 Q/DQ ONNX."""
 
 from __future__ import annotations
