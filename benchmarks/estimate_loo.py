@@ -2,7 +2,7 @@
 
 The figures are the ones cited in the targets' YAML (``estimate.figures``: model, input, precision, latency,
 board, software, clocks, timing, source); none is measured here. For every figure the script builds the model's
-graph (timm or Ultralytics, random weights: only shapes matter), exports it to ONNX (cached under
+graph (timm, torchvision or Ultralytics, random weights: only shapes matter), exports it to ONNX (cached under
 ``runs/estimate_onnx``, gitignored), computes the per-node roofline at full peak (edgekd.bench.estimate.raw_ms)
 with the board's peaks (a figure's ``device_overrides`` where it was timed at other clocks), and fits the two
 parameters (efficiency, per-layer overhead) per group and precision by least squares on the log error. Groups:
@@ -59,6 +59,10 @@ def build(builder: str):
         from edgekd.models.factory import create_timm
 
         return create_timm(name, 1000).eval()
+    if kind == "torchvision":  # torchvision's own definitions where timm has none (GoogLeNet, SqueezeNet, ShuffleNetV2)
+        import torchvision
+
+        return torchvision.models.get_model(name, weights=None, num_classes=1000).eval()
     os.environ.setdefault("YOLO_OFFLINE", "1")
     from ultralytics import YOLO  # ImportError -> the rows are skipped with the reason
 

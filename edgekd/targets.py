@@ -48,7 +48,8 @@ class PublishedFigure(_Strict):
     """A published batch-1 latency the estimate is fitted to and checked against (never measured here)."""
 
     model: str = Field(description="the network as the source names it")
-    builder: str = Field(description="how benchmarks/estimate_loo.py builds its graph: timm:NAME | ultralytics:CFG")
+    builder: str = Field(description="how benchmarks/estimate_loo.py builds its graph: timm:NAME | torchvision:NAME | "
+                         "ultralytics:CFG")
     input: str = Field(pattern=r"^\d+x\d+$", description="H x W of the timed input")
     precision: Precision
     latency_ms: float = Field(gt=0)
