@@ -85,6 +85,67 @@ def test_pointwise_ops_cost_nothing_when_fused_and_memory_when_not(tmp_path):
     assert raw_ms(fused, 1e12, 10, "fp32") < raw_ms(unfused, 1e12, 10, "fp32")
 
 
+def test_a_clamp_right_after_a_conv_is_part_of_that_layer_on_a_cpu_engine(tmp_path):
+    """ONNX Runtime (FusedConv at FP32, the output range at int8) and XNNPACK (output min / max) apply a Relu / Clip
+    that only reads a conv's output as that layer's clamp: no layer, no pass over memory of its own."""
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+                              torch.nn.Conv2d(8, 8, 1), torch.nn.ReLU6())
+    t = _terms(net, (1, 3, 16, 16), tmp_path, fuse=False)
+    assert t.layers == 3  # Conv, MaxPool, Conv: the Relu and the ReLU6 (Clip) are the convs' clamps
+
+    class Fork(torch.nn.Module):  # the conv's output is read twice: the Relu is a pass of its own
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(8, 8, 1)
+
+        def forward(self, x):
+            y = self.conv(x)
+            return torch.relu(y) + y
+
+    t = _terms(Fork(), (1, 8, 8, 8), tmp_path, fuse=False)
+    assert t.layers == 3  # Conv, Relu, Add
+
+
+def test_a_clamp_behind_the_qdq_pair_of_an_int8_graph_is_the_convs_too(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "w")
+    s = numpy_helper.from_array(np.array(0.1, np.float32), "s")
+    z = numpy_helper.from_array(np.array(0, np.int8), "z")
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("QuantizeLinear", ["c", "s", "z"], ["q"]),
+             helper.make_node("DequantizeLinear", ["q", "s", "z"], ["d"]),
+             helper.make_node("Relu", ["d"], ["y"])]
+    graph = helper.make_graph(nodes, "qdq", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], [w, s, z])
+    path = tmp_path / "qdq.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    costs = node_costs(load_shaped(path))
+    assert [(c.op, c.clamp_of_mac) for c in costs] == [("Conv", False), ("Relu", True)]
+    assert graph_terms(costs, False).layers == 1
+
+
+def test_integer_shape_arithmetic_is_not_a_layer(tmp_path):
+    """A channel shuffle exported with a symbolic batch computes C // groups on int64 shape tensors at run time:
+    no layer (a static-shape export, as Ultralytics', folds it away)."""
+
+    class Shuffle(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(8, 8, 1)
+
+        def forward(self, x):
+            x = self.conv(x)
+            b, c, h, w = x.size()
+            return x.view(b, 2, c // 2, h, w).transpose(1, 2).reshape(b, c, h, w)
+
+    p = export_torch(Shuffle().eval(), torch.zeros(1, 8, 4, 4), tmp_path / "shuffle.onnx", {})
+    costs = node_costs(load_shaped(p))
+    assert any(c.shape_arith for c in costs)  # the case under test is really there
+    assert graph_terms(costs, False).layers == 2  # Conv, Transpose
+
+
 def test_fit_recovers_known_parameters_from_synthetic_figures():
     rng = np.random.default_rng(0)
     raw = rng.uniform(0.2, 30, 12)

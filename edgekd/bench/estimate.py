@@ -40,6 +40,8 @@ class NodeCost:
     out_shape: tuple[int, ...] | None
     in_shape: tuple[int, ...] | None
     kernel: tuple[int, ...] | None  # spatial kernel of a Conv (from its weight), else None
+    shape_arith: bool = False  # integer output: arithmetic on shapes (e.g. a channel shuffle's C // groups), no layer
+    clamp_of_mac: bool = False  # Relu / Clip whose only input is a Conv / Gemm / MatMul output read by nothing else
 
 
 @dataclass(frozen=True)
@@ -90,8 +92,42 @@ def _source(g: ShapedGraph, name: str) -> str:
     return name
 
 
+def _producers(g: ShapedGraph) -> tuple[dict, dict]:
+    """(tensor -> the node writing it, tensor -> how many node inputs read it)."""
+    prod, readers = {}, {}
+    for n in g.model.graph.node:
+        for o in n.output:
+            prod[o] = n
+        for i in n.input:
+            readers[i] = readers.get(i, 0) + 1
+    return prod, readers
+
+
+def _clamps_a_mac(n, prod: dict, readers: dict) -> bool:
+    """``n`` is a Relu / Clip reading a MAC node's output that nothing else reads (through the Q/DQ pair of an int8
+    graph): the engine applies it as that layer's output clamp."""
+    if n.op_type not in CLAMPS or not n.input:
+        return False
+    t = n.input[0]
+    for _ in range(4):
+        src = prod.get(t)
+        if src is None or readers.get(t, 0) != 1:
+            return False
+        if src.op_type in MAC_OPS:
+            return True
+        if src.op_type not in ("QuantizeLinear", "DequantizeLinear"):
+            return False
+        t = src.input[0]
+    return False
+
+
 def node_costs(g: ShapedGraph) -> list[NodeCost]:
     """MACs, weights and output size of every compute node, in graph order (shape-only nodes skipped)."""
+    from onnx import TensorProto
+
+    ints = {vi.name for vi in list(g.model.graph.value_info) + list(g.model.graph.output)
+            if vi.type.tensor_type.elem_type in (TensorProto.INT64, TensorProto.INT32)}
+    prod, readers = _producers(g)
     out_costs = []
     for n in g.model.graph.node:
         if n.op_type in ELEMWISE_SKIP:
@@ -112,7 +148,9 @@ def node_costs(g: ShapedGraph) -> list[NodeCost]:
             macs = float(np.prod(out)) * k
         w_elems = sum(float(x.size) for x in weights if x is not None and x.ndim >= 1 and x.size > 1)
         out_costs.append(NodeCost(n.name or n.output[0], n.op_type, macs, w_elems,
-                                  float(np.prod(out)) if out else 0.0, out, g.shapes.get(n.input[0]), kernel))
+                                  float(np.prod(out)) if out else 0.0, out, g.shapes.get(n.input[0]), kernel,
+                                  shape_arith=n.output[0] in ints and macs == 0,
+                                  clamp_of_mac=_clamps_a_mac(n, prod, readers)))
     return out_costs
 
 
@@ -125,6 +163,11 @@ def graph_cost(onnx_path: Path) -> GraphCost:
 
 
 MAC_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
+# activations a CPU engine applies as the clamp of the layer before them: ONNX Runtime fuses Conv + Relu / Clip
+# (FusedConv) at FP32 and folds them into the output range of the quantized layer at int8 (a QDQ Relu / Clip only
+# narrows the range QuantizeLinear clamps to); XNNPACK's convolution and fully-connected operators take an output
+# min / max
+CLAMPS = {"Relu", "Clip"}
 # ops TensorRT / a DPU fuse into the layer before them (epilogues); ONNX Runtime on a CPU runs most as their own pass
 POINTWISE = {"Relu", "Sigmoid", "Mul", "Add", "Sub", "Div", "Clip", "HardSwish", "HardSigmoid", "BatchNormalization",
              "LeakyRelu", "PRelu", "Tanh", "Erf", "Pow", "Sqrt", "Neg", "Exp", "Elu", "Softplus", "Gelu", "Mish"}
@@ -142,10 +185,12 @@ class GraphTerms:
 
 
 def graph_terms(costs: list[NodeCost], fuse_pointwise: bool) -> GraphTerms:
-    """The costed nodes of ``costs``: pointwise ops vanish when the engine fuses them (``fuse_pointwise``)."""
+    """The costed nodes of ``costs``: pointwise ops vanish when the engine fuses them (``fuse_pointwise``); on a CPU
+    engine (not ``fuse_pointwise``) a Relu / Clip right after a Conv / Gemm / MatMul is that layer's output clamp
+    and costs nothing either. Integer shape arithmetic is never a layer."""
     flops, elems = [], []
     for c in costs:
-        if fuse_pointwise and c.op in POINTWISE:
+        if c.shape_arith or c.clamp_of_mac or (fuse_pointwise and c.op in POINTWISE):
             continue
         inp = float(np.prod(c.in_shape)) if c.in_shape else c.out_elems
         flops.append(2.0 * c.macs)
