@@ -243,7 +243,11 @@ def main() -> None:
     cells = [c for c in cells if c["epochs"] == args.epochs]
     summary = summarise(cells)
     out = RESULTS / "kd_vs_loop.json"
-    out.write_text(json.dumps({"epochs": args.epochs, **summary, "machines": sorted({machine_key(c) for c in cells}),
+    machines = sorted({machine_key(c) for c in cells})
+    out.write_text(json.dumps({"epochs": args.epochs, **summary, "machines": machines,
+                               # the machine line of the table: the cells' one machine (else the first, flagged)
+                               "machine": cells[0]["machine"] if cells else system_info(),
+                               "machines_differ": len(machines) > 1,
                                "cells": [{k: v for k, v in c.items() if k != "history"} for c in cells]}, indent=2))
     print("\n" + table_md(summary))
     print(f"\ngoals: {summary['goals']}\nwritten {out}")

@@ -201,6 +201,17 @@ def distill_cifar10(docs: list[dict]) -> tuple[str, str]:
     return (f"seeds {_seeds(seeds)}, {rows[0]['epochs']} epochs, one run per row and seed", table_md(rows))
 
 
+def kd_vs_loop(docs: list[dict]) -> tuple[str, str]:
+    from kd_vs_loop import table_md
+
+    d = docs[0]
+    seeds = sorted({c["seed"] for c in d["cells"]})
+    differ = "; cells from different machines (epoch-cost ratios only within one machine)" if d.get(
+        "machines_differ") else ""
+    return (f"seeds {_seeds(seeds)}, {d['epochs']} epochs, one run per row and seed{differ}",
+            table_md({"rows": d["rows"], "goals": d["goals"]}))
+
+
 def kd_vs_scratch(docs: list[dict]) -> tuple[str, str]:
     d = docs[0]
     rows = d["rows"]
