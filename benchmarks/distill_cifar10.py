@@ -72,12 +72,12 @@ def main() -> None:
             cfg = make_config(None, **values)
             t0 = time.time()
             r = run(cfg, load_target("cpu-x86"), args.work / f"{key}-s{seed}", until="distill")
-            card = json.loads((Path(r.results["distill"]["path"]).with_suffix(".json")).read_text())
+            card = json.loads((Path(r.results["distill"].path).with_suffix(".json")).read_text())
             hist = card["stages"][-1]["history"]
             rows = [x for x in rows if not (x["run"] == key and x["seed"] == seed)]
             rows.append({"run": key, "name": NAMES[key], "seed": seed, "epochs": args.epochs,
                          "test_top1": card["test_top1"], "test_macro_f1": card["test_macro_f1"],
-                         "teachers": [(t["arch"], t["test_top1"]) for t in r.results["teacher"]["teachers"]],
+                         "teachers": [(t["arch"], t["test_top1"]) for t in r.results["teacher"].teachers],
                          "s_per_epoch": statistics.median(h["train_seconds"] for h in hist),
                          "wall_s": time.time() - t0})
             args.out.mkdir(parents=True, exist_ok=True)

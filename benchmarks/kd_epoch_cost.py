@@ -50,7 +50,7 @@ def main() -> None:
             t0 = time.time()
             r = run(cfg, load_target("cpu-x86"), work, until="distill")
             total = time.time() - t0
-            card = json.loads(Path(r.results["distill"]["path"]).with_suffix(".json").read_text())
+            card = json.loads(Path(r.results["distill"].path).with_suffix(".json").read_text())
             epochs = [h["train_seconds"] for h in card["stages"][-1]["history"]]
             rows.append({"mode": mode, "round": rnd, "epoch_s": epochs, "distill_stage_s": total})
     print(f"\n| run | s/epoch (median of {args.rounds} x {args.epochs}) | ratio to CE | distill stage s (median) |")

@@ -145,12 +145,12 @@ def edgekd_run(key: str, seed: int, epochs: int, work: Path) -> dict:
     t1 = time.time()  # the distill stage alone: teacher caching, every epoch, validation and the test score
     r = run(cfg, load_target("cpu-x86"), work / f"{key}-s{seed}-e{epochs}", until="distill")
     stage_s = time.time() - t1
-    card = json.loads(Path(r.results["distill"]["path"]).with_suffix(".json").read_text())
+    card = json.loads(Path(r.results["distill"].path).with_suffix(".json").read_text())
     hist = [h for st in card["stages"] for h in st["history"]]
     return {"test_top1": card["test_top1"], "test_macro_f1": card["test_macro_f1"],
             "history": [{"epoch": h.get("epoch"), "train_seconds": h["train_seconds"]} for h in hist],
             "wall_s": time.time() - t0, "distill_stage_s": stage_s, "stage_s_per_epoch": stage_s / epochs,
-            "teachers": [(t["arch"], t["test_top1"]) for t in r.results["teacher"]["teachers"]],
+            "teachers": [(t["arch"], t["test_top1"]) for t in r.results["teacher"].teachers],
             "settings": {k: values.get(k) for k in ("loss", "temperature", "alpha", "teacher_cache_views",
                                                     "image_size", "stem_stride", "val_fraction")}}
 

@@ -38,8 +38,8 @@ def main() -> None:
             t0 = time.time()
             r = run(cfg, load_target("cpu-x86"), args.work / f"{loss}-s{seed}", until="distill")
             d = r.results["distill"]
-            rows.append({"loss": loss, "seed": seed, "test_top1": d["test_top1"], "best_val_top1": d["best_val"],
-                         "teacher_test_top1": r.results["teacher"]["test_top1"], "seconds": time.time() - t0})
+            rows.append({"loss": loss, "seed": seed, "test_top1": d.score, "best_val_top1": d.get("best_val"),
+                         "teacher_test_top1": r.results["teacher"].score, "seconds": time.time() - t0})
     print(f"\n{args.data}: student {cfg.student}, {args.epochs} epochs, teacher {rows[0]['teacher_test_top1']:.2f}%\n")
     print("| student loss | seeds | test top-1 % (mean) | per seed | wall s (mean) |")
     print("|---|---|---|---|---|")

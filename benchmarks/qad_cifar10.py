@@ -94,11 +94,11 @@ def table(runs: dict, walls: dict, args) -> list[dict]:
     from edgekd.runtimes import runtime_for
 
     def ov(r, precision: str) -> dict:
-        return next(m for m in r.results["verify"]["models"] if m["model"] == f"openvino-{precision}")
+        return next(m for m in r.results["verify"].to_json()["models"] if m["model"] == f"openvino-{precision}")
 
     def ir(r, precision: str) -> Path:
         stage = "export" if precision == "fp32" else "quantize"
-        return Path(next(d["path"] for d in r.results[stage] if d["format"] == "openvino"))
+        return Path(next(m.path for m in r.results[stage] if m.format == "openvino"))
 
     models = {"FP32": (runs["ptq"], "fp32"), "PTQ int8": (runs["ptq"], "int8"), "QAD int8": (runs["qad"], "int8")}
     x = None
@@ -127,9 +127,9 @@ def table(runs: dict, walls: dict, args) -> list[dict]:
                "agreement": v["top1_agreement"], "p50_ms": p50, "p50_passes": lat[name], "fps": 1000 / p50,
                "executed": v["executed_precision"], "ir_mb": mb, "onnx": None}
         if prec == "int8":
-            onnx_v = next(m for m in r.results["verify"]["models"] if m["model"] == "onnx-int8")
+            onnx_v = next(m for m in r.results["verify"].to_json()["models"] if m["model"] == "onnx-int8")
             row["onnx"] = {"test_top1": onnx_v["metric"], "agreement": onnx_v["top1_agreement"]}
-            row["quantize"] = {k: v for k, v in r.results["quantize"][0].items() if k not in ("files",)}
+            row["quantize"] = {k: v for k, v in r.results["quantize"].to_json()[0].items() if k not in ("files",)}
         rows.append(row)
         print(f"| {name} | {v['metric']:.2f} | {row['delta']:+.2f} | {v['top1_agreement']:.4f} | {p50:.2f} | "
               f"{1000 / p50:.0f} | {v['executed_precision']} | {mb:.2f} |")

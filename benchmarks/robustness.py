@@ -101,8 +101,8 @@ def main() -> None:
         t0 = time.time()
         runs[key] = run(make_config(None, **values), target, args.work / f"{key}-s{args.seed}", until="verify")
         d = runs[key].results["distill"]
-        ver = {m["model"]: m["metric"] for m in runs[key].results["verify"]["models"]}
-        train[key] = {"test_top1_2000": d["test_top1"], "verify_int8_top1": ver.get("onnx-int8"),
+        ver = runs[key].results["verify"]
+        train[key] = {"test_top1_2000": d.score, "verify_int8_top1": ver.score_of("onnx-int8"),
                       "wall_s": time.time() - t0}
     first = runs[keys[0]]
     pre = first.data.preprocess

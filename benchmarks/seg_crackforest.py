@@ -106,7 +106,7 @@ def main() -> None:
     for k in range(args.teachers):
         t = run(make_config(None, **base(args), seed=k, name=f"seg-teacher{k}"), cpu, args.work / f"teacher{k}",
                 until="teacher")
-        teacher_w.append(Path(t.results["teacher"]["teachers"][0]["path"]))
+        teacher_w.append(Path(t.results["teacher"].main["path"]))
     data = t.data
     teachers = [{"spec": f"timm:{args.teacher_arch}", "weights": str(w)} for w in teacher_w]
     kd_dirs = {s: args.work / f"kd-s{s}" for s in seeds}

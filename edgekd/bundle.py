@@ -31,42 +31,42 @@ from edgekd.integrity import (  # also imported from here by teacher, bench and 
 def write_bundle(r) -> dict:
     """Copy the passing models of the target's bundle precision into ``RUN/bundle`` and describe them."""
     from edgekd._deps import tool_versions
-    from edgekd.deploy import for_bundle, key_of
+    from edgekd.deploy import for_bundle
     from edgekd.report import markdown_table, results_rows
 
     res, target = r.results, r.target
-    metric = res["verify"].get("metric", "top1")  # top1 or miou
-    passed = {m["model"] for m in res["verify"]["models"] if m["passed"]}
+    ver = res["verify"]
+    metric = ver.metric  # top1 or miou
     exports = res["export"] + res["quantize"]
     try:
-        deploy, keep = for_bundle(r, exports, passed)
+        deploy, keep = for_bundle(r, exports, ver.passed())
     except ValueError as exc:
         raise ParityError(f"nothing to bundle for {target.name}: {exc}") from exc
-    chosen = [d for d in exports if key_of(d) in keep and FORMATS[d["format"]].bundled]
+    chosen = [d for d in exports if d.key in keep and FORMATS[d.format].bundled]
     final, tmp = r.root / "bundle", r.root / "bundle.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    lat = {b["model"]: b for b in res["bench"]}
+    lat = res["bench"].by_model()
     models = []
     h, w = r.data.preprocess.size
     for d in chosen:
-        key = f"{d['format']}-{d['precision']}"
-        for f in d["files"]:
+        key = d.key
+        for f in d.files:
             shutil.copy2(f, tmp / Path(f).name)
         # QONNX has no runtime here: its latency is the FPGA estimate, its runtime the target's (e.g. FINN's driver)
         measured, est = lat.get(key), lat.get(f"{key}@{target.name}")
         bench = measured or est
-        entry = {"file": Path(d["path"]).name, "format": d["format"], "precision": d["precision"],
-                 "runtime": bundle_runtime(d["format"], target.runtimes),
+        entry = {"file": Path(d.path).name, "format": d.format, "precision": d.precision,
+                 "runtime": bundle_runtime(d.format, target.runtimes),
                  "p50_ms": bench["p50_ms"], "fps": bench["fps"],
                  "latency": "measured on the build machine" if measured else est["estimated"],
-                 metric: next(m["metric"] for m in res["verify"]["models"] if m["model"] == key)}
-        if d["format"] == "onnx" and "tensorrt" in target.formats:
+                 metric: ver.score_of(key)}
+        if d.format == "onnx" and "tensorrt" in target.formats:
             from edgekd.export.tensorrt import build_script
             from edgekd.targets import TensorRTSettings
 
             script = build_script(entry["file"], (3, h, w), target.tensorrt or TensorRTSettings(),
-                                  int8=d["precision"] == "int8")
+                                  int8=d.precision == "int8")
             (tmp / "build_engine.sh").write_text(script)
             (tmp / "build_engine.sh").chmod(0o755)
             est = lat.get(f"{key}@{target.name}")
@@ -100,14 +100,12 @@ def write_bundle(r) -> dict:
         "recommended": models[0]["file"],
         "deploy": {k: deploy[k] for k in ("model", "policy", "statement", "fastest", "int8_speed_vs_fastest", "isa",
                                           "p50_ms", "method", "tie_margin")},
-        "metrics": {"metric": metric, f"teacher_{metric}": res["verify"][f"teacher_{metric}"],
-                    f"student_fp32_{metric}": res["verify"][f"student_{metric}"],
-                    "samples": res["verify"]["samples"], "bench_threads": target.threads,
+        "metrics": {**ver.manifest_metrics(), "bench_threads": target.threads,
                     "latency_measured_on": versions["cpu"]},
         # where each model's first weights came from (requested choice, what was used, file sha256)
-        "student": {"arch": res["distill"]["arch"], "params_m": res["distill"]["params_m"],
+        "student": {"arch": res["distill"].arch, "params_m": res["distill"].get("params_m"),
                     "weights": res["distill"].get("weights")},
-        "teacher": {"arch": res["teacher"]["arch"], "weights": [t.get("weights") for t in res["teacher"]["teachers"]]},
+        "teacher": {"arch": res["teacher"].arch, "weights": [t.get("weights") for t in res["teacher"].teachers]},
         "versions": versions,
     }
     if getattr(r, "budget", None):  # the latency budget, the student chosen for it and why
@@ -313,18 +311,18 @@ def _report(r, rows: list[dict], table: str, manifest: dict) -> str:
     cfg = r.cfg
     return (
         f"# edgekd run `{cfg.name}` for target `{r.target.name}`\n\n"
-        f"Data: `{cfg.data}` ({len(r.data.classes)} classes). Teacher: `{r.results['teacher']['arch']}` "
-        f"({r.results['teacher']['how']}). Student: `{cfg.student}`, "
+        f"Data: `{cfg.data}` ({len(r.data.classes)} classes). Teacher: `{r.results['teacher'].arch}` "
+        f"({r.results['teacher'].how}). Student: `{cfg.student}`, "
         f"schedule {_schedule(cfg)}. int8: {_quantization(manifest['quantization'])}.\n\n"
         f"{_teacher_check(r.results['distill'].get('teacher_check'))}"
         f"{_sweep(r.results['distill'].get('sweep'))}"
         f"**Deploy:** {manifest['deploy']['statement']} (timing: {manifest['deploy']['method']}).\n\n"
         f"{_budget(manifest)}"
-        f"{'mIoU' if cfg.task == 'segment' else 'Accuracy'} on {r.results['verify']['samples']} held-out test "
+        f"{'mIoU' if cfg.task == 'segment' else 'Accuracy'} on {r.results['verify'].samples} held-out test "
         f"images; latency measured on this machine at "
         f"batch 1 with {r.target.threads} threads (median of {cfg.bench_iters} runs after {cfg.bench_warmup} "
         f"warm-up; torch rows use half as many).\n\n{table}\n"
-        f"{_robustness(r.results.get('robustness'))}"
+        f"{_robustness(r.results['robustness'].report if 'robustness' in r.results else None)}"
     )
 
 

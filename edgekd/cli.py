@@ -173,14 +173,14 @@ def compress(
     if "bundle" not in r.results:  # a non-zero rank of a distributed run: rank 0 reports
         return
     b = r.results["bundle"]
-    print_table(b["rows"], f"edgekd compress -> {tgt.name} ({out})")
-    typer.echo(f"bundle: {b['path']}  (tarball {b['tarball']}); recommended model: {b['manifest']['recommended']}")
-    if "budget" in b["manifest"]:
-        typer.echo(f"budget {b['manifest']['budget']['budget_from']}: {b['manifest']['budget']['reason']}")
-        if "int8" in b["manifest"]["budget"]:
-            typer.echo(b["manifest"]["budget"]["int8"]["statement"])
-    if "deploy" in b["manifest"]:
-        typer.echo(b["manifest"]["deploy"]["statement"])
+    print_table(b.rows, f"edgekd compress -> {tgt.name} ({out})")
+    typer.echo(f"bundle: {b.path}  (tarball {b.tarball}); recommended model: {b.manifest['recommended']}")
+    if "budget" in b.manifest:
+        typer.echo(f"budget {b.manifest['budget']['budget_from']}: {b.manifest['budget']['reason']}")
+        if "int8" in b.manifest["budget"]:
+            typer.echo(b.manifest["budget"]["int8"]["statement"])
+    if "deploy" in b.manifest:
+        typer.echo(b.manifest["deploy"]["statement"])
     from edgekd.bundle import sign_bundle
     from edgekd.integrity import manifest_digest, verify_bundle_dir
 
@@ -245,8 +245,7 @@ def distill(
     d = r.results["distill"]
     from edgekd.distill.metrics import METRIC_LABEL
 
-    m = d.get("metric", "top1")
-    typer.echo(f"student: {d['path']} (test {METRIC_LABEL[m]} {d[f'test_{m}']:.2f}%)")
+    typer.echo(f"student: {d.path} (test {METRIC_LABEL[d.test.metric]} {d.score:.2f}%)")
 
 
 @app.command("train-teacher")
@@ -289,9 +288,10 @@ def train_teacher(
                                       max_eval=max_eval_samples, task=task), recipe, weights,
                             out.with_name(out.stem + "-train"), out, retrain=True, option="--weights")
     from edgekd.distill.metrics import METRIC_LABEL
+    from edgekd.results import Scores
 
-    m = card["metric"]
-    typer.echo(f"teacher {arch}: {out} (test {METRIC_LABEL[m]} {card[f'test_{m}']:.2f}%)")
+    test = Scores.read(card, "test")
+    typer.echo(f"teacher {arch}: {out} (test {METRIC_LABEL[test.metric]} {test.main:.2f}%)")
 
 
 @app.command()
@@ -392,13 +392,13 @@ def _quantize_run(run_dir: Path, target: str | None, **opts) -> None:
     sources = {k: flags.get(k, "--" + k.replace("_", "-")) for k in given}
     cfg = make_config(None, sources, **{**info["config"], **{k: v for k, v in given.items() if v is not None}})
     r = run(cfg, load_target(target or info["target"]), run_dir, until="verify")
-    for m in r.results["verify"]["models"]:
-        if m["precision"] == "int8":
+    ver = r.results["verify"]
+    for m in ver.models:
+        if m.precision == "int8":
             from edgekd.distill.metrics import METRIC_LABEL
 
-            label = METRIC_LABEL[r.results["verify"].get("metric", "top1")]
-            typer.echo(f"{m['model']}: {label} {m['metric']:.2f}% ({m['metric_delta']:+.2f} vs the FP32 student on "
-                       f"{r.results['verify']['samples']} test images), executed {m['executed_precision']}")
+            typer.echo(f"{m.model}: {METRIC_LABEL[ver.metric]} {m.metric:.2f}% ({m.metric_delta:+.2f} vs the FP32 "
+                       f"student on {ver.samples} test images), executed {m.executed_precision}")
     typer.echo(f"report: {run_dir / ('quantize.json' if (run_dir / 'quantize.json').is_file() else 'verify.json')}")
 
 

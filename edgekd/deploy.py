@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from edgekd.artifacts import ExportedModel
+
 TIE = 1.10
 
 
@@ -92,11 +94,7 @@ def alternating_medians(time_once: Callable[[str], list[float]], keys: list[str]
     return {k: float(np.median(v)) for k, v in calls.items()}
 
 
-def key_of(d: dict) -> str:
-    return f"{d['format']}-{d['precision']}"
-
-
-def for_bundle(r, exports: list[dict], passed: set[str], passes: int = 3) -> tuple[dict, list[str]]:
+def for_bundle(r, exports: list[ExportedModel], passed: set[str], passes: int = 3) -> tuple[dict, list[str]]:
     """The deploy choice of a pipeline run and the keys of the models its bundle carries.
 
     Every passing model that has a runtime here is timed in ``passes`` alternating rounds (the target's threads
@@ -112,8 +110,8 @@ def for_bundle(r, exports: list[dict], passed: set[str], passes: int = 3) -> tup
     from edgekd.runtimes import runtime_for
 
     policy = r.target.deploy_policy
-    ok = [d for d in exports if key_of(d) in passed]
-    here = [d for d in ok if timed_runtime(d["format"])]
+    ok = [d for d in exports if d.key in passed]
+    here = [d for d in ok if timed_runtime(d.format)]
     isa = system_info()["isa"]
     medians: dict[str, float] = {}
     if here:
@@ -121,14 +119,14 @@ def for_bundle(r, exports: list[dict], passed: set[str], passes: int = 3) -> tup
         x = r.data.preprocess.batch([src.image(0)])
         iters = max(10, r.cfg.bench_iters // passes)
         with ExitStack() as stack:
-            rts = {key_of(d): stack.enter_context(runtime_for(d["path"], timed_runtime(d["format"]),
+            rts = {d.key: stack.enter_context(runtime_for(d.path, timed_runtime(d.format),
                                                               r.target.threads, r.target.openvino_inference_precision))
                    for d in here}
             for k, rt in rts.items():  # warm each up once, before the alternating rounds
                 time_calls(rt, x, max(5, r.cfg.bench_warmup // 2), 1, f"deploy choice: warm up {k}")
             medians = alternating_medians(lambda k: list(time_calls(rts[k], x, 2, iters, f"deploy choice: {k}")),
                                           list(rts), passes)
-    cands = [Candidate(key_of(d), d["precision"]) for d in here]
+    cands = [Candidate(d.key, d.precision) for d in here]
     if policy == "fastest":
         if not cands:
             raise ValueError("no model that passed verify runs on this machine, so none can be timed")
@@ -136,18 +134,18 @@ def for_bundle(r, exports: list[dict], passed: set[str], passes: int = 3) -> tup
         keep = [decision["model"], *decision["also"]]
     else:
         decision = _int8_choice(r, ok, medians, isa)
-        keep = [key_of(d) for d in ok if d["precision"] == "int8"]
+        keep = [d.key for d in ok if d.precision == "int8"]
     decision.update(method=f"{passes} alternating passes of {max(10, r.cfg.bench_iters // passes)} calls each "
                            f"(median over all calls), batch 1, {r.target.threads} threads, on this machine",
                     tie_margin=f"{round((TIE - 1) * 100)} %")
     return decision, keep
 
 
-def _int8_choice(r, ok: list[dict], medians: dict[str, float], isa: list[str]) -> dict:
+def _int8_choice(r, ok: list[ExportedModel], medians: dict[str, float], isa: list[str]) -> dict:
     """``int8`` policy: the passing int8 model with the lowest latency on the device (its estimate when the
     device is not attached, else the measurement); host timings only say whether int8 pays off here."""
-    lat = {b["model"]: b for b in r.results.get("bench", [])}
-    int8 = [key_of(d) for d in ok if d["precision"] == "int8"]
+    lat = r.results["bench"].by_model() if "bench" in r.results else {}
+    int8 = [d.key for d in ok if d.precision == "int8"]
     if not int8:
         raise ValueError("the target deploys int8, but no int8 model passed verify")
 

@@ -233,14 +233,14 @@ def run(cfg: RunConfig, target: Target, root: Path, overwrite: bool = False, unt
         if not main and stage.ranks != "all":  # distributed run: rank 0 does everything but the training itself
             if stage.ranks != "shared":
                 break
-            r.results[name] = _wait_for(cache, chain)
+            r.results[name] = stage.load(_wait_for(cache, chain))
             continue
         if cache.is_file() and redo is None:
             saved = _load_record(cache, root)
             why = "its record is unreadable" if saved is None else _stale(saved, root)
             if saved is not None and saved.get("hash") == chain and why is None:
                 console.print(f"[green]✓[/] {name}: reused (options unchanged, outputs verified)")
-                r.results[name] = saved["result"]
+                r.results[name] = stage.load(saved["result"])
                 if name == until:
                     break
                 continue
@@ -256,7 +256,7 @@ def run(cfg: RunConfig, target: Target, root: Path, overwrite: bool = False, unt
         r.results[name] = stage.function()(r)
         if not main:
             break
-        _write_record(cache, chain, r.results[name], root)
+        _write_record(cache, chain, r.results[name].to_json(), root)
         if name == until:
             break
     return r
@@ -286,10 +286,11 @@ def open_run(run_dir: Path, target: str | None = None):
         except ConfigError:  # a target YAML the run was given by path, not at hand now: its threads are 2 too
             tgt = load_target("cpu-x86")
     r = Run(cfg, tgt, run_dir)
-    for name in (st.name for st in STAGES if st.models):
+    for stage in (st for st in STAGES if st.models):
+        name = stage.name
         rec = _load_record(run_dir / "stages" / f"{name}.json", run_dir)
         if rec is None:
             raise ConfigError(f"{run_dir}: the {name} stage has not finished (no stages/{name}.json); finish the run "
                               f"with edgekd compress first")
-        r.results[name] = rec["result"]
+        r.results[name] = stage.load(rec["result"])
     return r

@@ -6,24 +6,25 @@ from typing import Any
 
 
 def results_rows(results: dict[str, Any]) -> list[dict]:
-    """Join verify accuracies with bench latencies: one row per model x runtime."""
+    """Join verify scores with bench latencies: one row per model x runtime. ``score`` is in the run's metric
+    (``metric``: top1 for classification, miou for segmentation)."""
     ver = results["verify"]
-    metric = ver.get("metric", "top1")  # top1 (classify) or miou (segment)
-    acc = {m["model"]: m["metric"] for m in ver["models"]}
-    passed = {m["model"]: m["passed"] for m in ver["models"]}
+    passed = {m.model: m.passed for m in ver.models}
+    student, teacher = results["distill"].arch, results["teacher"].arch
     rows = []
-    for b in results["bench"]:
-        key = b["model"].split("@")[0]
+    for row in results["bench"]:
+        b = row.latency
+        key = b.model.split("@")[0]
         if key.startswith("teacher"):
-            name, top1, ok = f"teacher {results['teacher']['arch']}", ver[f"teacher_{metric}"], None
+            name, score, ok = f"teacher {teacher}", ver.teacher, None
         elif key == "student-torch":
-            name, top1, ok = f"student {results['distill']['arch']}", ver[f"student_{metric}"], None
+            name, score, ok = f"student {student}", ver.student, None
         else:
-            name, top1, ok = f"student {results['distill']['arch']}", acc.get(key), passed.get(key)
-        runtime = b["runtime"] + (f" on {b['model'].split('@')[1]} (estimated)" if b.get("estimated") else "")
-        rows.append({"model": name, "format": key, "runtime": runtime, "precision": b["precision"],
-                     "executed": b["executed_precision"], "top1": top1, "metric": metric, "p50_ms": b["p50_ms"],
-                     "p90_ms": b["p90_ms"], "p99_ms": b["p99_ms"], "fps": b["fps"], "size_mb": b["size_mb"],
+            name, score, ok = f"student {student}", ver.score_of(key), passed.get(key)
+        runtime = b.runtime + (f" on {b.model.split('@')[1]} (estimated)" if b.estimated else "")
+        rows.append({"model": name, "format": key, "runtime": runtime, "precision": b.precision,
+                     "executed": b.executed_precision, "score": score, "metric": ver.metric, "p50_ms": b.p50_ms,
+                     "p90_ms": b.p90_ms, "p99_ms": b.p99_ms, "fps": b.fps, "size_mb": b.size_mb,
                      "parity": {None: "reference", True: "pass", False: "FAIL"}[ok]})
     return rows
 
@@ -33,8 +34,8 @@ HEADER = ["model", "runtime", "precision (executed)", "top-1 %", "p50 ms", "p90 
 
 
 def row_cells(row: dict) -> list[str]:
-    top1 = "-" if row["top1"] is None else f"{row['top1']:.2f}"
-    return [row["model"], row["runtime"], f"{row['precision']} ({row['executed']})", top1, f"{row['p50_ms']:.2f}",
+    score = "-" if row["score"] is None else f"{row['score']:.2f}"
+    return [row["model"], row["runtime"], f"{row['precision']} ({row['executed']})", score, f"{row['p50_ms']:.2f}",
             f"{row['p90_ms']:.2f}", f"{row['p99_ms']:.2f}", f"{row['fps']:.1f}", f"{row['size_mb']:.2f}",
             row["parity"]]
 

@@ -194,20 +194,18 @@ def run_scorers(r, stack, only: Sequence[str] | None = None) -> list[Scorer]:
     """The models of a finished run, opened on ``stack`` (an ExitStack): its teachers (PyTorch or ONNX, fed the
     student's images through their own view) and every FP32 / int8 export with a runtime here. ``only``: keys to
     keep (``teacher``, ``onnx-fp32``, ``openvino-int8``...)."""
-    from edgekd.artifacts import ExportedModel, from_json
     from edgekd.distill.engine import load_teachers
     from edgekd.formats import timed_runtime
     from edgekd.runtimes import runtime_for
 
     res = r.results
     found: list[tuple[str, Scorer]] = []
-    cards = res["teacher"]["teachers"]
+    cards = res["teacher"].teachers
     for k, (card, t) in enumerate(zip(cards, load_teachers(cards, r.data), strict=True)):
         key = "teacher" if len(cards) == 1 else f"teacher{k}"
         runtime = "onnxruntime" if card["kind"] == "onnx" else "torch"
         found.append((key, (f"teacher {card['arch']}", runtime, "fp32", _batched(_torch_fn(t)))))
-    for d in res["export"] + res["quantize"]:
-        exp = from_json(ExportedModel, d)
+    for exp in res["export"] + res["quantize"]:
         runtime = timed_runtime(exp.format)
         if runtime is None:
             continue
@@ -215,7 +213,7 @@ def run_scorers(r, stack, only: Sequence[str] | None = None) -> list[Scorer]:
             continue
         rt = stack.enter_context(runtime_for(exp.path, runtime, r.target.threads,
                                              r.target.openvino_inference_precision))
-        found.append((exp.key, (f"student {res['distill']['arch']} {exp.key}", runtime,
+        found.append((exp.key, (f"student {res['distill'].arch} {exp.key}", runtime,
                                 exp.precision, _batched(rt))))
     if only is not None:
         unknown = [k for k in only if k not in {key for key, _ in found}]

@@ -24,7 +24,7 @@ class Point:
     precision: str
     p50_ms: float
     fps: float
-    top1: float | None
+    score: float | None  # the run's metric (top-1 or mIoU); None without a verify report
     estimated: str | None
     latencies_ms: list[float] = field(default_factory=list)
     energy_mj: float | None = None  # millijoules per frame, when a meter (or an estimate) gave one
@@ -67,15 +67,14 @@ def load_points(path: Path) -> list[Point]:
 
 def _point(run: str, e: dict, verify: dict | None) -> Point:
     key = e["model"].split("@")[0]
-    top1 = None
+    score = None  # in the run's metric: top1 or miou
     if verify:
-        acc = {m["model"]: m["metric"] for m in verify.get("models", [])}
-        m = verify.get("metric", "top1")  # the task's metric: top1 or miou
-        top1 = verify.get(f"teacher_{m}") if key.startswith("teacher") else (
-            verify.get(f"student_{m}") if key == "student-torch" else acc.get(key))
+        from edgekd.results import VerifyReport
+
+        score = VerifyReport.scores_in(verify).get("teacher" if key.startswith("teacher") else key)
     fps = e.get("throughput_fps") or e["fps"]
     energy = e.get("energy_mj_per_frame")
-    return Point(run, e["model"], e["runtime"], e["precision"], e["p50_ms"], fps, top1, e.get("estimated"),
+    return Point(run, e["model"], e["runtime"], e["precision"], e["p50_ms"], fps, score, e.get("estimated"),
                  list(e.get("latencies_ms") or []), energy, energy_label(e) if energy is not None else None)
 
 
@@ -92,8 +91,8 @@ def energy_label(entry: dict) -> str | None:
 
 def pareto(points: list[Point]) -> list[Point]:
     """Points no other point beats on both accuracy and FPS (ties kept)."""
-    pts = [p for p in points if p.top1 is not None]
-    return [p for p in pts if not any(q.fps >= p.fps and q.top1 >= p.top1 and (q.fps > p.fps or q.top1 > p.top1)
+    pts = [p for p in points if p.score is not None]
+    return [p for p in pts if not any(q.fps >= p.fps and q.score >= p.score and (q.fps > p.fps or q.score > p.score)
                                       for q in pts)]
 
 
@@ -124,7 +123,7 @@ def plot_latency(points: list[Point], out: Path) -> Path | None:
 
 
 def plot_pareto(points: list[Point], out: Path) -> Path | None:
-    pts = [p for p in points if p.top1 is not None]
+    pts = [p for p in points if p.score is not None]
     if not pts:
         return None
     plt = _plt()
@@ -133,10 +132,10 @@ def plot_pareto(points: list[Point], out: Path) -> Path | None:
     runs = list(dict.fromkeys(p.run for p in pts))
     for p in pts:
         c = f"C{runs.index(p.run) % 10}"  # one colour per run; hollow = estimated
-        ax.scatter(p.fps, p.top1, s=50, marker="o", facecolors="none" if p.estimated else c, edgecolors=c)
-        ax.annotate(p.label, (p.fps, p.top1), fontsize=7, xytext=(4, 3), textcoords="offset points")
+        ax.scatter(p.fps, p.score, s=50, marker="o", facecolors="none" if p.estimated else c, edgecolors=c)
+        ax.annotate(p.label, (p.fps, p.score), fontsize=7, xytext=(4, 3), textcoords="offset points")
     front = sorted(front, key=lambda p: p.fps)
-    ax.plot([p.fps for p in front], [p.top1 for p in front], "k--", lw=1, label="Pareto front")
+    ax.plot([p.fps for p in front], [p.score for p in front], "k--", lw=1, label="Pareto front")
     ax.scatter([], [], facecolors="none", edgecolors="k", label="estimated (not measured)")
     ax.scatter([], [], color="k", label="measured")
     ax.set_xscale("log")
@@ -196,7 +195,7 @@ def write_report(runs: list[Path], out: Path) -> Path:
         e_label = "-" if p.energy_mj is None else (_estimated(p.energy_estimated) if p.energy_estimated
                                                    else "measured")
         lines.append(f"| {p.run} | {p.model} | {p.runtime} | {p.precision} | "
-                     f"{'-' if p.top1 is None else f'{p.top1:.2f}'} | {p.p50_ms:.2f} | {p.fps:.1f} | "
+                     f"{'-' if p.score is None else f'{p.score:.2f}'} | {p.p50_ms:.2f} | {p.fps:.1f} | "
                      f"{_estimated(p.estimated) if p.estimated else 'measured'} | {energy} | {e_label} | "
                      f"{'yes' if id(p) in front else ''} |")
     for title, path in plots.items():

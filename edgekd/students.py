@@ -462,7 +462,7 @@ def int8_budget_line(r, budget: float) -> dict | None:
     """After bench: does the int8 model meet the budget? When it does not and the accuracy guard kept layers in
     FP32, say so (latency-aware QAD: those layers run at FP32 speed). None when no int8 model was timed."""
     target = r.target
-    bench = {b["model"]: b for b in r.results.get("bench", [])}
+    bench = r.results["bench"].by_model() if "bench" in r.results else {}
     est = {k: v for k, v in bench.items() if k.endswith(f"-int8@{target.name}")}
     here = {k: v for k, v in bench.items() if k.endswith("-int8")}
     from edgekd.targets import not_this_machine

@@ -23,6 +23,7 @@ from edgekd.models import pretrained
 from edgekd.models.factory import create_timm, load_weights, read_state_dict, save_checkpoint
 from edgekd.preprocess import IMAGENET_MEAN, IMAGENET_STD
 from edgekd.progress import console
+from edgekd.results import card_scores
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,7 @@ def build_teacher(data: DataSplits, recipe: TeacherRecipe, weights: Path | str |
     _say_per_class(rep)
     card = {
         "arch": recipe.arch, "role": "teacher", "kind": "torch", "classes": data.classes, "data": data.name,
-        "task": data.task, "metric": rep["metric"], **{f"test_{k}": v for k, v in rep.items() if isinstance(v, float)},
+        "task": data.task, **card_scores(rep),
         "preprocess": data.preprocess.to_dict(), "view": view.to_dict(), "how": how,
         "recipe": recipe.__dict__, "device": str(device()), "history": hist, "stopped_early": stopped,
         "weights_source": start.get("file"), "weights": start,
@@ -164,7 +165,7 @@ def onnx_teacher_card(path: Path, data: DataSplits, view: View) -> dict:
     rep = test_report(_Module(t), test_dl, data.classes, "teacher test (onnxruntime)")
     _say_per_class(rep)
     return {"arch": path.name, "role": "teacher", "kind": "onnx", "path": str(path), "classes": data.classes,
-            "task": data.task, "metric": rep["metric"], f"test_{rep['metric']}": rep[rep["metric"]],
+            "task": data.task, **card_scores(rep),
             "view": view.to_dict(), "weights": {"requested": str(path), "used": "onnx file",
                                                 "file": str(path.resolve()), "sha256": sha256(path)},
             **({"per_class": rep["per_class"]} if "per_class" in rep else {}),

@@ -240,6 +240,15 @@ def test_budget_config_errors():
     assert res.returncode == 2 and "give --budget-ms or --budget-fps, not both" in res.stderr
 
 
+def _bench(*rows):
+    """A bench stage result with one latency row per (model, p50 ms)."""
+    from edgekd.artifacts import LatencyResult
+    from edgekd.results import BenchResult, BenchRow
+
+    return BenchResult([BenchRow(LatencyResult(m, "x", "int8", "int8", 2, 10, ms, ms, ms, ms, 1000 / ms, 1.0))
+                        for m, ms in rows])
+
+
 def test_int8_over_budget_with_fp32_layers_says_so(tmp_path):
     from types import SimpleNamespace
 
@@ -247,8 +256,7 @@ def test_int8_over_budget_with_fp32_layers_says_so(tmp_path):
 
     (tmp_path / "quantize.json").write_text(json.dumps({"guard": {"fp32_layers": ["stem.conv", "blocks.0"]}}))
     cpu = load_target("cpu-x86")
-    bench = [{"model": "onnx-fp32", "p50_ms": 6.0}, {"model": "onnx-int8", "p50_ms": 12.0},
-             {"model": "openvino-int8", "p50_ms": 11.0}]
+    bench = _bench(("onnx-fp32", 6.0), ("onnx-int8", 12.0), ("openvino-int8", 11.0))
     r = SimpleNamespace(target=cpu, root=tmp_path, results={"bench": bench})
     out = int8_budget_line(r, 10)
     assert out["meets"] is False and out["model"] == "openvino-int8" and out["latency"] == "measured"
@@ -258,5 +266,5 @@ def test_int8_over_budget_with_fp32_layers_says_so(tmp_path):
     (tmp_path / "quantize.json").unlink()
     assert "no layer was kept in FP32" in int8_budget_line(r, 10)["statement"]
     nano = SimpleNamespace(target=load_target("jetson-orin-nano"), root=tmp_path,
-                           results={"bench": [{"model": "onnx-int8@jetson-orin-nano", "p50_ms": 3.0}]})
+                           results={"bench": _bench(("onnx-int8@jetson-orin-nano", 3.0))})
     assert int8_budget_line(nano, 5)["latency"] == "estimated"

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgekd.artifacts import to_json
+from edgekd.artifacts import ExportedModel
 from edgekd.errors import AccuracyError
 from edgekd.fileio import write_text
 from edgekd.progress import console
@@ -21,8 +21,8 @@ from edgekd.progress import console
 RANK_IMAGES = 256  # validation images the guard's sensitivity ranking runs on
 
 
-def run(r, calib: np.ndarray) -> list[dict]:
-    """QAD / torch PTQ for the pipeline's quantize stage; returns the int8 ExportedModels as JSON."""
+def run(r, calib: np.ndarray) -> list[ExportedModel]:
+    """QAD / torch PTQ for the pipeline's quantize stage; returns the int8 ExportedModels."""
     from edgekd.config import schedule
     from edgekd.data.torchdata import loader
     from edgekd.distill.trainer import evaluate, predict
@@ -32,7 +32,7 @@ def run(r, calib: np.ndarray) -> list[dict]:
 
     cfg, data, target = r.cfg, r.data, r.target
     folder = r.path("quantize", f"{cfg.quantize_method}-{r.stage_key}", "x").parent
-    student, card = load_checkpoint(Path(r.results["distill"]["path"]))
+    student, card = load_checkpoint(Path(r.results["distill"].path))
     spec = qad.QuantSpec(preset=target.quant_preset or cfg.quant_preset,
                          transformer="vit" in cfg.student or "former" in cfg.student,
                          ignored_scope=tuple(cfg.quant_ignored_scope), tensorrt="tensorrt" in target.formats)
@@ -52,7 +52,7 @@ def run(r, calib: np.ndarray) -> list[dict]:
         lr = cfg.qad_lr or cfg.lr / 20
         console.print(f"QAD: {cfg.qad_epochs} epochs at lr {lr:g}, losses " + ", ".join(t.name for t in losses)
                       + ", BatchNorm frozen, FP32 teacher(s) supervising")
-        report["qad"] = qad.train(model, data, cfg, r.results["teacher"]["teachers"], folder, cfg.qad_epochs, lr,
+        report["qad"] = qad.train(model, data, cfg, r.results["teacher"].teachers, folder, cfg.qad_epochs, lr,
                                   losses)
     val_dl = loader(data.val, data.preprocess, data.eval_batch, shuffle=False)
     fp32_logits = predict(student, val_dl) if cfg.max_accuracy_drop is not None else None
@@ -84,7 +84,7 @@ def run(r, calib: np.ndarray) -> list[dict]:
     exports = _export(r, model, card, report)
     write_text(r.path("quantize.json"), json.dumps(report, indent=2))
     if guard is not None and not guard.met:
-        files = ", ".join(e["path"] for e in exports)
+        files = ", ".join(e.path for e in exports)
         raise AccuracyError(
             f"the int8 model cannot meet --max-accuracy-drop {cfg.max_accuracy_drop}: the best drop reached is "
             f"{guard.drop:.2f} points of validation {cfg.select_metric} with {len(guard.kept)} of at most "
@@ -93,7 +93,7 @@ def run(r, calib: np.ndarray) -> list[dict]:
     return exports
 
 
-def _export(r, model, card: dict, report: dict) -> list[dict]:
+def _export(r, model, card: dict, report: dict) -> list[ExportedModel]:
     """The int8 formats of the target from the QAT model, each checked against it on validation images."""
     from edgekd.formats import runtime_of
     from edgekd.quantize.qat_export import export_openvino, export_qdq_onnx
@@ -103,7 +103,7 @@ def _export(r, model, card: dict, report: dict) -> list[dict]:
     h, w = r.data.preprocess.size
     sample = torch.zeros(1, 3, h, w)
     out_dir = r.path("export", "x").parent
-    formats = [d["format"] for d in r.results["export"]]
+    formats = r.results["export"].formats()
     x = r.data.preprocess.batch([r.data.val.image(i) for i in range(min(len(r.data.val), RANK_IMAGES))])
     with torch.no_grad():
         ref = model(torch.from_numpy(x)).numpy()
@@ -142,6 +142,6 @@ def _export(r, model, card: dict, report: dict) -> list[dict]:
         console.print(f"exported {exp.key} from the QAT model: {exp.path} ({exp.size_mb():.2f} MB); agreement with "
                       f"torch QAT {parity[exp.key]['top1_agreement']:.4f}, max|diff| "
                       f"{parity[exp.key]['max_abs_diff']:.3g}")
-        exports.append(to_json(exp))
+        exports.append(exp)
     report["export_vs_torch_qat"] = parity
     return exports

@@ -26,6 +26,7 @@ class Stage:
     name: str
     deps: tuple[str, ...]  # the RunConfig options its result depends on
     run: str  # "module:function", imported when the stage runs
+    result: str  # its result's class in edgekd.results (to_json for the record, from_json on reuse)
     writes: tuple[str, ...] = ()  # its top-level entries in the run folder (what --overwrite clears)
     # distributed runs: "main" = rank 0 alone (the other ranks stop before it), "all" = every rank (training),
     # "shared" = rank 0 runs it and the other ranks wait for its record
@@ -51,6 +52,12 @@ class Stage:
     def function(self) -> Callable[[Run], Any]:
         module, func = self.run.split(":")
         return getattr(importlib.import_module(module), func)
+
+    def load(self, record: Any) -> Any:
+        """The typed result from its JSON record."""
+        from edgekd import results
+
+        return getattr(results, self.result).from_json(record)
 
 
 def _distill_beta(cfg: RunConfig) -> dict:
@@ -87,24 +94,29 @@ STAGES: tuple[Stage, ...] = (
                       "seed", "teacher_arch_weights", "split_seed", "max_train_samples", "max_eval_samples",
                       "augment", "crop_scale", "mixup", "cutmix", "sampler", "patience", "select_metric",
                       "class_weights", "select_epoch"),
-          "edgekd.stages.teacher:teacher", writes=("teacher",), ranks="shared", models=True),
+          "edgekd.stages.teacher:teacher", "TeacherResult", writes=("teacher",), ranks="shared", models=True),
     Stage("distill", ("student", "epochs", "batch_size", "lr", "weight_decay", "loss", "temperature", "alpha",
                       "student_weights", "losses", "features", "stages", "optimizer", "warmup_epochs",
                       "select_metric", "augment", "teacher_cache_views", "crop_scale", "mixup", "cutmix", "sampler",
                       "patience", "class_weights", "teacher_check", "stem_stride", "sweep", "sweep_epochs",
                       "select_epoch"),
-          "edgekd.stages.distill:distill", writes=("student",), ranks="all", cfg_extra=_distill_beta, models=True),
-    Stage("export", (), "edgekd.stages.export:export", writes=("export",), run_extra=_target, models=True),
+          "edgekd.stages.distill:distill", "StudentResult", writes=("student",), ranks="all", cfg_extra=_distill_beta,
+          models=True),
+    Stage("export", (), "edgekd.stages.export:export", "ModelsResult", writes=("export",), run_extra=_target,
+          models=True),
     Stage("quantize", ("calib_samples", "quant_preset", "quantize_method", "quant_ignored_scope", "qad_epochs",
                        "qad_lr", "qad_losses", "max_accuracy_drop", "max_fp32_layers"),
-          "edgekd.stages.quantize:quantize", writes=("quantize", "quantize.json", "quantize.json.tmp"),
+          "edgekd.stages.quantize:quantize", "ModelsResult",
+          writes=("quantize", "quantize.json", "quantize.json.tmp"),
           cfg_extra=_qad_beta, models=True),
-    Stage("verify", ("verify_samples",), "edgekd.stages.verify:verify", writes=("verify.json", "verify.json.tmp")),
-    Stage("bench", ("bench_iters", "bench_warmup"), "edgekd.stages.bench:bench"),
+    Stage("verify", ("verify_samples",), "edgekd.stages.verify:verify", "VerifyReport",
+          writes=("verify.json", "verify.json.tmp")),
+    Stage("bench", ("bench_iters", "bench_warmup"), "edgekd.stages.bench:bench", "BenchResult"),
     # opt-in: skipped, and left out of the chain, when off (runs from before it existed keep their hashes)
-    Stage("robustness", ("robustness",), "edgekd.stages.robustness:robustness",
+    Stage("robustness", ("robustness",), "edgekd.stages.robustness:robustness", "RobustnessResult",
           writes=("robustness.json", "robustness.png"), enabled=lambda cfg: bool(cfg.robustness)),
-    Stage("bundle", (), "edgekd.stages.bundle:bundle", writes=("bundle", "bundle.tmp"), run_extra=_bundle_layout),
+    Stage("bundle", (), "edgekd.stages.bundle:bundle", "BundleResult", writes=("bundle", "bundle.tmp"),
+          run_extra=_bundle_layout),
 )
 
 STAGE = {s.name: s for s in STAGES}

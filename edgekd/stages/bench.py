@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgekd.artifacts import ExportedModel, from_json, to_json
+from edgekd.artifacts import LatencyResult, to_json
 from edgekd.progress import console
+from edgekd.results import BenchResult, BenchRow
 from edgekd.run_context import Run
 from edgekd.stages.common import inputs as _inputs
 
 
-def bench(r: Run) -> list[dict]:
+def bench(r: Run) -> BenchResult:
     """Batch-1 latency on this machine: teacher and student in torch, every export in its runtime."""
     from edgekd.bench.latency import bench_runtime, bench_torch
     from edgekd.formats import timed_runtime
@@ -24,7 +25,7 @@ def bench(r: Run) -> list[dict]:
 
     from edgekd.distill.teachers import View, review
 
-    t_card = r.results["teacher"]["teachers"][0]  # the first (main) teacher, in its own view
+    t_card = r.results["teacher"].main  # the first (main) teacher, in its own view
     tx = review(torch.from_numpy(x), View.of(r.data.preprocess), View.from_dict(t_card["view"])).numpy()
     warm, iters = max(5, cfg.bench_warmup // 2), max(10, cfg.bench_iters // 2)
     if t_card["kind"] == "onnx":
@@ -35,49 +36,42 @@ def bench(r: Run) -> list[dict]:
         path = Path(t_card["path"])
         model, _ = load_checkpoint(path)
         res = bench_torch(model, tx, "teacher-torch", th, path.stat().st_size / 1e6, warm, iters)
-    out.append(to_json(res))
-    path = Path(r.results["distill"]["path"])
+    out.append(res)
+    path = Path(r.results["distill"].path)
     model, _ = load_checkpoint(path)
-    out.append(to_json(bench_torch(model, x, "student-torch", th, path.stat().st_size / 1e6, warm, iters)))
-    for d in r.results["export"] + r.results["quantize"]:
-        exp = from_json(ExportedModel, d)
+    out.append(bench_torch(model, x, "student-torch", th, path.stat().st_size / 1e6, warm, iters))
+    for exp in r.results["export"] + r.results["quantize"]:
         runtime = timed_runtime(exp.format)
         if runtime is None:  # not timed here (QONNX: the dataflow estimate below; TensorRT: on the device)
             continue
         with runtime_for(exp.path, runtime, th, r.target.openvino_inference_precision) as rt:
             res = bench_runtime(rt, x, exp.key, exp.precision, th, exp.size_mb(), cfg.bench_warmup, cfg.bench_iters)
-        out.append(to_json(res))
+        out.append(res)
     if r.target.estimate is not None and r.target.fpga is None:  # an FPGA's rows: the dataflow below
         out += _estimates(r)
     if r.target.fpga is not None:
         out += _fpga_estimates(r)
-    for row in out:
-        _energy(r, row)
-    return out
+    return BenchResult([BenchRow(lat, _energy(r, lat)) for lat in out])
 
 
-def _energy(r: Run, row: dict) -> None:
+def _energy(r: Run, row: LatencyResult) -> dict | None:
     """Energy per frame from the target's power model at the row's FPS: always labelled estimated (no meter is
     read in the pipeline; `edgekd.bench.energy.measure_energy` reads RAPL / NVML / Jetson rails where present)."""
     from edgekd.bench.energy import estimate_energy
 
     # a row measured here is the target only when the target is this kind of machine (a CPU)
-    if r.target.power is None or not row.get("fps") or not (row.get("estimated") or r.target.device == "cpu"):
-        return
-    how = row.get("estimated") or "FPS measured on this machine"
-    e = estimate_energy(row["fps"], r.target, row["model"], how)
-    row["energy"] = to_json(e)
-    row["energy_mj_per_frame"] = e.j_per_frame * 1e3
+    if r.target.power is None or not row.fps or not (row.estimated or r.target.device == "cpu"):
+        return None
+    how = row.estimated or "FPS measured on this machine"
+    return to_json(estimate_energy(row.fps, r.target, row.model, how))
 
 
-def _fpga_estimates(r: Run) -> list[dict]:
+def _fpga_estimates(r: Run) -> list[LatencyResult]:
     """FINN-style dataflow FPS / latency of each QONNX model on the FPGA target (labelled estimated)."""
-    from edgekd.artifacts import LatencyResult
     from edgekd.bench.fpga import fpga_estimate
 
     out = []
-    for d in r.results["quantize"]:
-        exp = from_json(ExportedModel, d)
+    for exp in r.results["quantize"]:
         if exp.format != "qonnx":
             continue
         # the same graph as Q/DQ ONNX: ONNX's shape inference does not know QONNX's Quant op
@@ -89,19 +83,17 @@ def _fpga_estimates(r: Run) -> list[dict]:
                             f"{est.activation_bits}", 0, 0, ms, ms, ms, ms, est.fps, exp.size_mb(),
                             estimated=est.estimated)
         console.print(f"{res.model}: {est.fps:.0f} FPS, {est.frames_per_j:.1f} Frames/J, [yellow]{est.estimated}[/]")
-        out.append(to_json(res))
+        out.append(res)
     return out
 
 
-def _estimates(r: Run) -> list[dict]:
+def _estimates(r: Run) -> list[LatencyResult]:
     """Per-node latency estimate on the target device for each ONNX export (fp32 runs as fp16 in TensorRT)."""
-    from edgekd.artifacts import LatencyResult
     from edgekd.bench.estimate import estimate_latency
 
     fit = r.target.estimate.fit
     out = []
-    for d in r.results["export"] + r.results["quantize"]:
-        exp = from_json(ExportedModel, d)
+    for exp in r.results["export"] + r.results["quantize"]:
         if exp.format != "onnx":
             continue
         prec = exp.precision if exp.precision in fit else "fp16" if exp.precision == "fp32" and "fp16" in fit else None
@@ -114,5 +106,5 @@ def _estimates(r: Run) -> list[dict]:
                             ms, 1000 / ms, exp.size_mb(), estimated=est.method)
         console.print(f"estimated {res.model}: {ms:.2f} ms ({1000 / ms:.0f} FPS) at {prec} [yellow]estimated[/]: "
                       f"per-node roofline fitted to published figures, not measured")
-        out.append(to_json(res))
+        out.append(res)
     return out

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from edgekd.distill.metrics import METRIC_LABEL
 from edgekd.progress import console
+from edgekd.results import StudentResult, card_scores
 from edgekd.run_context import Run
 
 
-def distill(r: Run) -> dict:
+def distill(r: Run) -> StudentResult:
     """Train the student through the recipe's schedule; best weights by the validation metric."""
     from edgekd.data.torchdata import loader
     from edgekd.distill.engine import distill_student
@@ -30,16 +31,15 @@ def distill(r: Run) -> dict:
         adapt_stem(student, cfg.stem_stride, cfg.student)
     check: dict = {}
     sweep: dict = {}
-    res, stages = distill_student(student, data, cfg, r.results["teacher"]["teachers"],
+    res, stages = distill_student(student, data, cfg, r.results["teacher"].teachers,
                                   r.path("student", f"train-{r.stage_key}"), check=check, sweep=sweep)
     rep = test_report(student, loader(data.test, data.preprocess, data.eval_batch, shuffle=False), data.classes)
     out = r.path("student", "student.safetensors")
     from edgekd.run_context import rank
 
     m = rep["metric"]
-    scores = {f"test_{k}": v for k, v in rep.items() if isinstance(v, float)}
     card = {"arch": cfg.student, "role": "student", "task": cfg.task, "classes": data.classes, "data": data.name,
-            "preprocess": data.preprocess.to_dict(), "metric": m, **scores,
+            "preprocess": data.preprocess.to_dict(), **card_scores(rep),
             "per_class": rep["per_class"], "select_metric": cfg.select_metric, "select_epoch": cfg.select_epoch,
             "best_val": res.best_val,
             "best_epoch": res.best_epoch, "stopped_early": res.stopped_early, "stages": stages, "loss": cfg.loss,
@@ -59,4 +59,4 @@ def distill(r: Run) -> dict:
         from edgekd.plan import per_class_f1_line
 
         console.print(per_class_f1_line(rep["per_class"]), soft_wrap=True, markup=False)
-    return {"path": str(out), **{k: v for k, v in card.items() if k not in ("stages",)}}
+    return StudentResult.from_json({"path": str(out), **{k: v for k, v in card.items() if k not in ("stages",)}})

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from edgekd.progress import console
+from edgekd.results import RobustnessResult
 from edgekd.run_context import Run
 
 
-def robustness(r: Run) -> dict:
+def robustness(r: Run) -> RobustnessResult:
     """Opt-in (``robustness:``): the teacher and every exported student on test images under ImageNet-C corruptions
     (edgekd.robustness); RUN/robustness.json and .png, a section of the bundle's report.md."""
     from edgekd import robustness as rb
@@ -19,4 +20,4 @@ def robustness(r: Run) -> dict:
     for m in report["models"]:
         rel = "-" if m["relative"] is None else f"{m['relative']:.3f}"
         console.print(f"robustness {m['model']}: clean {m['clean']:.2f}%, mCA {m['mca']:.2f}% (x{rel})")
-    return {**report, **paths}
+    return RobustnessResult({**report, **paths})

@@ -7,13 +7,14 @@ from pathlib import Path
 
 from edgekd.distill.metrics import METRIC_LABEL
 from edgekd.progress import console
+from edgekd.results import Scores, TeacherResult
 from edgekd.run_context import Run
 
 # teachers trained by this project and shipped under models/ (with a model card), by (data, arch)
 SHIPPED_TEACHERS = {("builtin:shapes10", "mobilevit_s"): "shapes10-mobilevit_s.safetensors"}
 
 
-def teacher(r: Run) -> dict:
+def teacher(r: Run) -> TeacherResult:
     """Each given teacher (checked, head re-trained when its classes differ), or the shipped / trained default."""
     from edgekd.teacher import TeacherRecipe, build_teacher, onnx_teacher_card, parse_spec, teacher_view
 
@@ -50,10 +51,11 @@ def teacher(r: Run) -> dict:
         cards.append({"path": str(out), **card, "weight": 1.0})
     m = cards[0]["metric"]
     for c in cards:
-        console.print(f"teacher {c['arch']} ({c['how']}): test {METRIC_LABEL[m]} {c[f'test_{m}']:.2f}%")
+        console.print(f"teacher {c['arch']} ({c['how']}): test {METRIC_LABEL[m]} {Scores.read(c, 'test').main:.2f}%")
     slim = [{k: v for k, v in c.items() if k != "history"} for c in cards]
-    return {"teachers": slim, "arch": " + ".join(c["arch"] for c in cards), "how": "; ".join(c["how"] for c in cards),
-            "metric": m, f"test_{m}": cards[0][f"test_{m}"]}
+    main = Scores.read(cards[0], "test")
+    return TeacherResult(slim, " + ".join(c["arch"] for c in cards), "; ".join(c["how"] for c in cards),
+                         Scores(m, {m: main.main}))
 
 
 def _fit_opts(cfg) -> dict:

@@ -6,18 +6,18 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekd.artifacts import ExportedModel, from_json, to_json
 from edgekd.distill.metrics import METRIC_LABEL
 from edgekd.errors import ParityError
 from edgekd.fileio import write_text
 from edgekd.progress import console
+from edgekd.results import VerifyReport
 from edgekd.run_context import Run
 from edgekd.stages.common import inputs as _inputs
 
 SEG_VERIFY_MAX = 200  # segmentation test images verify holds in memory at once (dense logits per runtime)
 
 
-def verify(r: Run) -> dict:
+def verify(r: Run) -> VerifyReport:
     """Every exported model against the PyTorch student; a failure stops the run after the report is written."""
     import json
 
@@ -30,24 +30,23 @@ def verify(r: Run) -> dict:
     seg = r.cfg.task == "segment"
     # dense outputs: the inputs, the reference and every runtime's output are held at once
     x, y = _inputs(r, "test", min(r.cfg.verify_samples, SEG_VERIFY_MAX) if seg else r.cfg.verify_samples)
-    student, _ = load_checkpoint(Path(r.results["distill"]["path"]))
+    student, _ = load_checkpoint(Path(r.results["distill"].path))
     step = r.data.eval_batch
     with torch.no_grad():
         ref = np.concatenate([student(torch.from_numpy(x[i:i + step])).numpy() for i in range(0, len(x), step)])
     results, m = [], "miou" if seg else "top1"
-    for d in r.results["export"] + r.results["quantize"]:
-        res = verify_model(from_json(ExportedModel, d), x, y, ref, r.target)
+    for exp in r.results["export"] + r.results["quantize"]:
+        res = verify_model(exp, x, y, ref, r.target)
         mark = "[green]pass[/]" if res.passed else f"[red]FAIL[/] ({res.reason})"
         what = "pixel agreement" if seg else "agreement"
         console.print(f"verify {res.model}: {what} {res.top1_agreement:.4f}, max|diff| {res.max_abs_diff:.3g}, "
                       f"{METRIC_LABEL[m]} {res.metric:.2f}% ({res.metric_delta:+.2f}) {mark}")
-        results.append(to_json(res))
+        results.append(res)
     # the teacher's metric is the teacher stage's: its own view, the whole test split
-    report = {"samples": len(y), "metric": m, f"teacher_{m}": r.results["teacher"][f"test_{m}"],
-              f"student_{m}": score(m, ref, y), "models": results}
-    write_text(r.path("verify.json"), json.dumps(report, indent=2))
-    failed = [m for m in results if not m["passed"]]
+    report = VerifyReport(len(y), m, r.results["teacher"].score, score(m, ref, y), results)
+    write_text(r.path("verify.json"), json.dumps(report.to_json(), indent=2))
+    failed = report.failed()
     if failed:
-        raise ParityError(f"{failed[0]['model']} failed the {r.target.name} parity gate: {failed[0]['reason']} "
+        raise ParityError(f"{failed[0].model} failed the {r.target.name} parity gate: {failed[0].reason} "
                           f"(report: {r.root / 'verify.json'})")
     return report
