@@ -1,7 +1,8 @@
-"""The FP32 ONNX graph is written by torch's dynamo exporter (torch.export + onnxscript) and keeps what
-``export_torch`` guarantees downstream (input/output names, the symbolic batch axis, metadata, the pooling op the
-FPGA list knows, one file); when the dynamo exporter raises, the TorchScript exporter writes it after a one-line
-note; opsets below 18 and an explicit ``exporter="torchscript"`` use the TorchScript exporter."""
+"""The FP32 ONNX graph is written by the TorchScript exporter (opset 17) unless the dynamo exporter (torch.export
++ onnxscript, opset 18) is asked for; the dynamo graph keeps what ``export_torch`` guarantees downstream
+(input/output names, the symbolic batch axis, metadata, the pooling op the FPGA list knows, one file); when the
+dynamo exporter raises, the TorchScript exporter writes it after a one-line note; opsets below 18 always use the
+TorchScript exporter; a run chooses with ``onnx_exporter``."""
 
 import numpy as np
 import onnx
@@ -64,9 +65,13 @@ def both(tmp_path_factory):
                  for ex in ("dynamo", "torchscript")}
 
 
-def test_default_fp32_export_is_the_dynamo_exporters(tmp_path, capsys):
-    assert onnx_mod.EXPORTER == "dynamo"
-    p = export_torch(tiny(), torch.zeros(1, 3, 16, 16), tmp_path / "m.onnx", META)
+def test_default_is_torchscript_at_17_and_dynamo_on_request_at_18(tmp_path, capsys):
+    assert onnx_mod.EXPORTER == "torchscript"
+    d = export_torch(tiny(), torch.zeros(1, 3, 16, 16), tmp_path / "d.onnx", META)
+    assert _props(d)[EXPORTER_KEY] == "torchscript"
+    assert next(o.version for o in onnx.load(str(d)).opset_import if o.domain in ("", "ai.onnx")) == 17
+    d.unlink()
+    p = export_torch(tiny(), torch.zeros(1, 3, 16, 16), tmp_path / "m.onnx", META, exporter="dynamo")
     assert _props(p)[EXPORTER_KEY] == "dynamo"
     assert "exporter failed" not in capsys.readouterr().err
     assert sorted(x.name for x in tmp_path.iterdir()) == ["m.onnx"]  # one self-contained file, nothing left over
@@ -96,7 +101,7 @@ def test_a_failing_dynamo_export_falls_back_with_one_line(tmp_path, monkeypatch,
         raise RuntimeError("torch.export cannot trace this")
 
     monkeypatch.setattr(onnx_mod, "_export_dynamo", boom)
-    p = export_torch(tiny(), torch.zeros(1, 3, 16, 16), tmp_path / "f.onnx", META)
+    p = export_torch(tiny(), torch.zeros(1, 3, 16, 16), tmp_path / "f.onnx", META, exporter="dynamo")
     assert _props(p)[EXPORTER_KEY] == "torchscript"
     assert _dims(p) == {"input": ["batch", 3, 16, 16], "logits": ["batch", 3]}
     err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
@@ -105,7 +110,7 @@ def test_a_failing_dynamo_export_falls_back_with_one_line(tmp_path, monkeypatch,
 
 
 def test_a_model_torch_export_refuses_falls_back_for_real(tmp_path, capsys):
-    p = export_torch(DataDependent().eval(), torch.ones(1, 3, 8, 8), tmp_path / "d.onnx", {})
+    p = export_torch(DataDependent().eval(), torch.ones(1, 3, 8, 8), tmp_path / "d.onnx", {}, exporter="dynamo")
     assert _props(p)[EXPORTER_KEY] == "torchscript"
     err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
     assert len(err) == 1 and err[0].startswith("note: the dynamo ONNX exporter failed ("), err
@@ -114,7 +119,7 @@ def test_a_model_torch_export_refuses_falls_back_for_real(tmp_path, capsys):
 def test_torchscript_when_asked_or_below_opset_18(tmp_path, capsys):
     net = tiny()
     a = export_torch(net, torch.zeros(1, 3, 16, 16), tmp_path / "a.onnx", {}, exporter="torchscript")
-    b = export_torch(net, torch.zeros(1, 3, 16, 16), tmp_path / "b.onnx", {}, opset=17)
+    b = export_torch(net, torch.zeros(1, 3, 16, 16), tmp_path / "b.onnx", {}, opset=17, exporter="dynamo")
     assert _props(a)[EXPORTER_KEY] == _props(b)[EXPORTER_KEY] == "torchscript"
     assert next(o.version for o in onnx.load(str(b)).opset_import if o.domain in ("", "ai.onnx")) == 17
     assert "exporter failed" not in capsys.readouterr().err

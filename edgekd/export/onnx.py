@@ -19,16 +19,20 @@ from edgekd.export.base import EXPORTERS
 
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
 
-# Which torch exporter writes the FP32 graph (the choice is made here, in export_torch, and recorded in the graph's
-# metadata as ``edgekd.onnx_exporter``). "dynamo" is torch.onnx.export(dynamo=True): torch.export + onnxscript,
-# torch's supported exporter (the TorchScript one is legacy and warns so since torch 2.9). "torchscript"
-# (dynamo=False) is still used where the dynamo exporter cannot serve: (1) opsets below DYNAMO_MIN_OPSET, which it
-# cannot write (onnxscript's torchlib starts at 18 and its version converter goes no lower); (2) NNCF's QAT model
-# (quantize/qat_export.py passes exporter="torchscript": torch.export fails on NNCF's quantizer hooks, and its Q/DQ
-# export mode is a TorchScript symbolic); (3) as the fallback, with a one-line note, for any model on which the
-# dynamo exporter raises. benchmarks/onnx_exporters.py measures both on edgekd's students (docs/export.md).
+# Which torch exporter writes the FP32 graph (chosen here, in export_torch; recorded in the graph's metadata as
+# ``edgekd.onnx_exporter``; a run chooses with ``onnx_exporter:``). "dynamo" is torch.onnx.export(dynamo=True):
+# torch.export + onnxscript, torch's supported exporter (the TorchScript one is legacy and warns so since torch 2.9);
+# it exports every student edgekd ships with the same outputs (benchmarks/onnx_exporters.py, docs/export.md). It
+# is not yet the default, for two measured reasons: each export takes 4-14 s instead of 0.2-0.8 s (a run exports in
+# its pre-flight, export and bench stages), and its node names (``node_Conv_12``) differ from the TorchScript
+# exporter's module paths (``/layer1/layer1.0/conv1/Conv``), which users' ``quant_ignored_scope`` patterns match.
+# "torchscript" (dynamo=False) stays the default and is the only choice (1) below opset DYNAMO_MIN_OPSET, which
+# the dynamo exporter cannot write, and (2) for NNCF's QAT model (quantize/qat_export.py: torch.export fails on
+# NNCF's quantizer hooks, and its Q/DQ export mode is a TorchScript symbolic); (3) it is also the fallback, with a
+# one-line note, for any model on which the dynamo exporter raises.
 ONNX_EXPORTERS = ("dynamo", "torchscript")
-EXPORTER = "dynamo"
+EXPORTER = "torchscript"
+TORCHSCRIPT_OPSET = 17
 DYNAMO_MIN_OPSET = 18
 EXPORTER_KEY = "edgekd.onnx_exporter"
 
@@ -36,7 +40,7 @@ EXPORTER_KEY = "edgekd.onnx_exporter"
 EXTERNAL_DATA_MB = 1800.0
 
 
-def export_torch(model, sample, out: Path, metadata: dict, opset: int = DYNAMO_MIN_OPSET, dynamic_batch: bool = True,
+def export_torch(model, sample, out: Path, metadata: dict, opset: int | None = None, dynamic_batch: bool = True,
                  simplify: bool = False, external_data_mb: float | None = EXTERNAL_DATA_MB,
                  exporter: str | None = None) -> Path:
     """Export ``model`` to ONNX at ``out`` (atomically) with preprocessing and labels in metadata_props.
@@ -51,7 +55,8 @@ def export_torch(model, sample, out: Path, metadata: dict, opset: int = DYNAMO_M
         sample: an input tensor of the exported shape (batch 1).
         out: the ``.onnx`` file to write.
         metadata: written into ``metadata_props`` (non-strings as JSON).
-        opset: the ONNX opset; below 18 the TorchScript exporter is used (the dynamo one cannot write it).
+        opset: the ONNX opset (None: 17 for the TorchScript exporter, 18 for the dynamo one); below 18 the
+            TorchScript exporter is used (the dynamo one cannot write it).
         dynamic_batch: batch as a symbolic dimension (else the sample's batch size).
         simplify: run onnxslim (constant folding, dead-node removal, op fusions) on the exported graph.
         external_data_mb: when the weights exceed this many MB, write them to ``<out>.data`` beside the graph
@@ -64,6 +69,8 @@ def export_torch(model, sample, out: Path, metadata: dict, opset: int = DYNAMO_M
     exporter = exporter or EXPORTER
     if exporter not in ONNX_EXPORTERS:
         raise ConfigError(f"ONNX exporter must be one of {', '.join(ONNX_EXPORTERS)}, not {exporter!r}")
+    if opset is None:
+        opset = DYNAMO_MIN_OPSET if exporter == "dynamo" else TORCHSCRIPT_OPSET
     if opset < DYNAMO_MIN_OPSET:
         exporter = "torchscript"
     tmp = out.with_name(out.name + ".tmp")
