@@ -152,3 +152,13 @@ def test_depthwise_convs_keep_a_bias_for_nncf_and_onnxruntime(tmp_path):
     p = paths["dynamo"]
     q = quantize_onnx(ExportedModel("onnx", "fp32", str(p), (str(p),)), x, tmp_path / "q.onnx", "performance")
     assert _run(q.path, x).shape == (2, 4, 8, 8)  # runs in ONNX Runtime
+
+
+def test_a_run_chooses_the_exporter_and_only_a_set_choice_joins_the_export_hash():
+    from edgekd.config import RunConfig, resolve
+    from edgekd.stages import STAGE
+
+    assert "onnx_exporter" not in STAGE["export"].options(resolve(RunConfig()))  # older runs keep their hashes
+    assert STAGE["export"].options(resolve(RunConfig(onnx_exporter="dynamo")))["onnx_exporter"] == "dynamo"
+    with pytest.raises(ValueError):
+        RunConfig(onnx_exporter="jit")
