@@ -339,6 +339,15 @@ def export_matrix(docs: list[dict]) -> tuple[str, str]:
             "\n".join(lines))
 
 
+def onnx_exporters(docs: list[dict]) -> tuple[str, str]:
+    from onnx_exporters import table
+
+    d = docs[0]
+    a, v = d["args"], d["versions"]
+    return (f"one run, {a['repeats']} exports per row (median), {a['size']} px, random weights, torch "
+            f"{v.get('torch')}, onnxscript {v.get('onnxscript')}", table(d["rows"]))
+
+
 NOTHING_TIMED = "Machine: none, nothing here was timed"
 TABLES: dict[str, Table] = {
     "demo": Table(("demo.json",), demo),
@@ -360,6 +369,7 @@ TABLES: dict[str, Table] = {
     "fpga_estimate": Table(("fpga_estimate.json",), fpga_estimate,
                            f"{NOTHING_TIMED} (dataflow estimates computed from the ONNX graphs)"),
     "export_matrix": Table(("export_matrix.json",), export_matrix),
+    "onnx_exporters": Table(("onnx_exporters.json",), onnx_exporters),
 }
 
 

@@ -299,6 +299,8 @@ def export(
     checkpoint: Path = typer.Argument(..., help="student.safetensors written by distill (with its .json card)."),
     fmt: list[str] = typer.Option(["onnx", "openvino"], "--format", help="onnx | openvino (repeatable)."),
     out: Path = typer.Option(Path("export"), help="Output folder."),
+    onnx_exporter: str = typer.Option("torchscript", "--onnx-exporter",
+                                      help="torchscript (opset 17) | dynamo (torch.export, opset 18; slower)."),
 ) -> None:
     """Export a checkpoint to FP32 ONNX and the other formats derived from it."""
     import torch
@@ -311,7 +313,7 @@ def export(
     h, w = card["preprocess"]["size"]
     meta = {"edgekd.preprocess": card["preprocess"], "edgekd.classes": card["classes"], "edgekd.arch": card["arch"]}
     stem = checkpoint.stem + "-fp32"
-    onnx_path = export_torch(model, torch.zeros(1, 3, h, w), out / f"{stem}.onnx", meta)
+    onnx_path = export_torch(model, torch.zeros(1, 3, h, w), out / f"{stem}.onnx", meta, exporter=onnx_exporter)
     for f in fmt:
         exp = get_exporter(f).export(onnx_path, out, stem)
         typer.echo(f"{exp.key}: {exp.path} ({exp.size_mb():.2f} MB)")

@@ -38,19 +38,22 @@ def _terms(net, shape, tmp_path, fuse=True):
 
 
 def test_shared_weights_behind_identity_are_counted(tmp_path):
-    """Identical initializers are written once and fed to the other users through Identity (in a random timm
-    ResNet every block's zero-initialised last BatchNorm folds into all-zero conv weights): every conv counts."""
+    """The TorchScript exporter writes identical initializers once and feeds the other users through Identity (in a
+    random timm ResNet every block's zero-initialised last BatchNorm folds into all-zero conv weights): every conv
+    counts, there and in the dynamo exporter's graph of the same network."""
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.Conv2d(8, 8, 3, padding=1),
                               torch.nn.Conv2d(8, 8, 3, padding=1))
     with torch.no_grad():
         for conv in net[1:]:
             conv.weight.zero_()
             conv.bias.zero_()
-    p = export_torch(net.eval(), torch.zeros(1, 3, 16, 16), tmp_path / "shared.onnx", {})
-    g = load_shaped(p)
-    assert any(n.op_type == "Identity" for n in g.model.graph.node)  # the case under test is really there
-    macs = [c.macs for c in node_costs(g) if c.op == "Conv"]
-    assert macs == [16 * 16 * 8 * 3 * 9, 16 * 16 * 8 * 8 * 9, 16 * 16 * 8 * 8 * 9]
+    for exporter in ("torchscript", "dynamo"):  # the TorchScript exporter's Identity links; the dynamo one's graph
+        p = export_torch(net.eval(), torch.zeros(1, 3, 16, 16), tmp_path / f"{exporter}.onnx", {}, exporter=exporter)
+        g = load_shaped(p)
+        if exporter == "torchscript":
+            assert any(n.op_type == "Identity" for n in g.model.graph.node)  # the case under test is really there
+        macs = [c.macs for c in node_costs(g) if c.op == "Conv"]
+        assert macs == [16 * 16 * 8 * 3 * 9, 16 * 16 * 8 * 8 * 9, 16 * 16 * 8 * 8 * 9], exporter
 
 
 def test_many_tiny_layers_are_slower_than_one_layer_of_equal_flops(tmp_path):

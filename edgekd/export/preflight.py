@@ -146,7 +146,8 @@ def problem_message(target: Target, arch: str, problem: OpProblem) -> str:
 
 
 def preflight_student(arch: str, num_classes: int, image_size: int | tuple[int, int], target: Target,
-                      work_dir: Path | None = None, stem_stride: int | None = None) -> list[str]:
+                      work_dir: Path | None = None, stem_stride: int | None = None,
+                      exporter: str | None = None) -> list[str]:
     """Export the untrained ``arch`` at ``image_size`` to ONNX and check it against every runtime of ``target``.
 
     Args:
@@ -156,6 +157,7 @@ def preflight_student(arch: str, num_classes: int, image_size: int | tuple[int, 
         target: the loaded target.
         work_dir: where the temporary ONNX goes (default: a temporary folder, removed afterwards).
         stem_stride: the student's first-convolution stride when the run sets one (``stem_stride``).
+        exporter: the ONNX exporter the run's export stage will use (``onnx_exporter``; None: the default).
 
     Returns:
         The runtimes checked, e.g. ``["onnxruntime", "openvino"]``.
@@ -174,7 +176,7 @@ def preflight_student(arch: str, num_classes: int, image_size: int | tuple[int, 
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
         path = Path(tmp) / f"{arch}-preflight.onnx"
         try:
-            export_torch(model, torch.zeros(1, 3, h, w), path, {})
+            export_torch(model, torch.zeros(1, 3, h, w), path, {}, exporter=exporter)
         except WriteError:
             raise  # a full disk is not the student's fault
         except EdgeKDError as exc:

@@ -51,7 +51,8 @@ def export_qdq_onnx(qat: nn.Module, sample: torch.Tensor, out: Path, metadata: d
     _snap_weights(model, sample)
     for q in quantizers(model).values():
         q.set_export_mode(QuantizerExportMode.ONNX_QUANTIZE_DEQUANTIZE_PAIRS)
-    path = export_torch(model, sample, out, metadata)
+    # the TorchScript exporter: torch.export cannot trace NNCF's quantizers (see the module's docstring)
+    path = export_torch(model, sample, out, metadata, opset=17, exporter="torchscript")
     fold_weight_quantization(path)
     return ExportedModel("onnx", "int8", str(path), (str(path),))
 

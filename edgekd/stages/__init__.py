@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from edgekd.run_context import Run
 
 # options left out of a stage's hash while unset (None): runs from before they existed stay reusable
-UNSET_KEEPS_HASH = frozenset({"sweep", "sweep_epochs"})
+UNSET_KEEPS_HASH = frozenset({"sweep", "sweep_epochs", "onnx_exporter"})
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,8 @@ STAGES: tuple[Stage, ...] = (
                       "select_epoch"),
           "edgekd.stages.distill:distill", "StudentResult", writes=("student",), ranks="all", cfg_extra=_distill_beta,
           models=True),
-    Stage("export", (), "edgekd.stages.export:export", "ModelsResult", writes=("export",), run_extra=_target,
+    Stage("export", ("onnx_exporter",), "edgekd.stages.export:export", "ModelsResult", writes=("export",),
+          run_extra=_target,
           models=True),
     Stage("quantize", ("calib_samples", "quant_preset", "quantize_method", "quant_ignored_scope", "qad_epochs",
                        "qad_lr", "qad_losses", "max_accuracy_drop", "max_fp32_layers"),

@@ -21,7 +21,8 @@ def export(r: Run) -> ModelsResult:
     model, card = load_checkpoint(Path(r.results["distill"].path))
     h, w = r.data.preprocess.size
     meta = {"edgekd.preprocess": card["preprocess"], "edgekd.classes": card["classes"], "edgekd.arch": card["arch"]}
-    onnx_path = export_torch(model, torch.zeros(1, 3, h, w), r.path("export", "student-fp32.onnx"), meta)
+    onnx_path = export_torch(model, torch.zeros(1, 3, h, w), r.path("export", "student-fp32.onnx"), meta,
+                            exporter=r.cfg.onnx_exporter)
     out = []
     for fmt in r.target.formats:
         if fmt == "tensorrt":

@@ -89,7 +89,7 @@ def preflight(r: Run) -> None:
     # the untrained student through the target's runtimes: an op they refuse fails now, not after training
     size = 64 if cfg.task == "segment" else cfg.image_size or 64  # op support does not depend on the size
     checked = preflight_student(cfg.student, len(r.data.classes) if cfg.task == "segment" else 10, size, r.target,
-                                stem_stride=cfg.stem_stride)
+                                stem_stride=cfg.stem_stride, exporter=cfg.onnx_exporter)
     console.print(f"pre-flight: untrained {cfg.student} runs in {', '.join(checked)} ({r.target.name})")
 
 
