@@ -116,6 +116,8 @@ def plain_loop(seed: int, epochs: int, temperature: float = 4.0, alpha: float = 
             opt.step()
             sched.step()
         history.append({"epoch": epoch + 1, "train_seconds": time.time() - te, "teacher_seconds": teacher_s})
+        print(f"  plain loop epoch {epoch + 1}/{epochs}: {history[-1]['train_seconds']:.1f} s "
+              f"(teacher {teacher_s:.1f} s)", flush=True)
     model.eval()
     with torch.no_grad():
         pred = torch.cat([model(norm(x)).argmax(1) for x in x_test.split(256)])
