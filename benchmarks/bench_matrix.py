@@ -1,5 +1,5 @@
 """The issue-7 benchmark matrix: torch / ONNX Runtime / OpenVINO x FP32 / INT8 for four models, timed by
-edgekd's own bench (`edgekd.bench.runner.bench_model`), with OpenVINO's `benchmark_app` run beside every
+edgekd's own bench (`edgekd.bench.measure.bench_model`), with OpenVINO's `benchmark_app` run beside every
 OpenVINO row under the same settings (latency, 2 threads, 1 stream, 1 request, sync API, f32 pinned, same
 duration), passes alternating so that load from other users hits both alike.
 
@@ -69,6 +69,7 @@ def prepare(name: str, size: int, work: Path, calib: int) -> dict:
     from edgekd.export.catalog import get_exporter
     from edgekd.export.onnx import export_torch
     from edgekd.quantize.ptq import quantize
+    from edgekd.quantize.spec import QuantSpec, is_transformer
 
     torch.manual_seed(0)
     model = build(name).eval()
@@ -82,7 +83,7 @@ def prepare(name: str, size: int, work: Path, calib: int) -> dict:
                 get_exporter("openvino").export(onnx_path, d, "m-fp32")]
         x = np.random.default_rng(0).standard_normal((calib, 3, size, size)).astype(np.float32)
         for m in fp32:
-            quantize(m, x, d, "m-int8", "mixed", transformer="vit" in name)
+            quantize(m, x, d, "m-int8", QuantSpec(transformer=is_transformer(name)))
         print(f"prepared {name} in {time.time() - t:.0f} s", file=sys.stderr)
     return {"torch": model, **{k: v for k, v in files.items()}}
 
@@ -117,7 +118,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "bench_matrix.json")
     args = ap.parse_args()
 
-    from edgekd.bench.runner import BenchOptions, bench_model
+    from edgekd.bench.measure import BenchOptions, bench_model
     from edgekd.bench.system import system_info
 
     opts = BenchOptions(threads=args.threads, seconds=args.seconds, warmup=10, precision_hint="f32")

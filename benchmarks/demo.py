@@ -4,7 +4,7 @@
    of this Python (`python -m edgekd`, with this checkout first on PYTHONPATH): wall time and the peak RSS of the
    largest process (getrusage of the children).
 2. Every model the run benchmarks (teacher and student in torch, each export in its runtime) is timed again with
-   `edgekd bench`'s own code (edgekd.bench.runner.bench_model: batch 1, the target's threads, OpenVINO with the
+   `edgekd bench`'s own code (edgekd.bench.measure.bench_model: batch 1, the target's threads, OpenVINO with the
    f32 hint, random input) in ``--passes`` alternating passes (A B C D .. A B C D ..), so one noisy pass cannot
    decide a ratio: each model gets its p50 per pass, the median and the min-max over passes.
 3. Accuracy and parity come from the run's verify.json; the deploy choice and its statement from the bundle's
@@ -87,7 +87,7 @@ def models_of(run: Path) -> list[dict]:
 
 def retime(models: list[dict], passes: int, threads: int, iters: int, warmup: int) -> None:
     """Each model's p50 in ``passes`` alternating passes, with edgekd bench's own timing code."""
-    from edgekd.bench.runner import BenchOptions, bench_model
+    from edgekd.bench.measure import BenchOptions, bench_model
 
     opts = BenchOptions(threads=threads, iters=iters, warmup=warmup, precision_hint="f32")
     for m in models:
@@ -134,7 +134,7 @@ def main() -> None:
     result = {
         "benchmark": "demo", "compress": timing, "recipe": RECIPE, "target": TARGET,
         "retime": {"passes": args.passes, "iters": args.iters, "warmup": args.warmup, "threads": target.threads,
-                   "batch": 1, "method": "edgekd.bench.runner.bench_model (edgekd bench), models in alternating "
+                   "batch": 1, "method": "edgekd.bench.measure.bench_model (edgekd bench), models in alternating "
                                          "passes, random input, OpenVINO INFERENCE_PRECISION_HINT f32"},
         "metric": verify["metric"], "test_samples": verify["samples"],
         "teacher_top1": verify[f"teacher_{verify['metric']}"], "student_top1": verify[f"student_{verify['metric']}"],

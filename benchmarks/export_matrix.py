@@ -47,8 +47,9 @@ def run_student(arch: str, size: int, n: int, nq: int, tmp: Path, target) -> lis
     from edgekd.export.tensorrt import check_onnx, to_symmetric_int8
     from edgekd.models.factory import create_timm
     from edgekd.quantize.ptq import quantize
+    from edgekd.quantize.spec import QuantSpec, is_transformer
     from edgekd.runtimes import runtime_for
-    from edgekd.verify import compare, run_batches
+    from edgekd.verify import parity, run_batches
 
     torch.manual_seed(0)
     model = create_timm(arch, 10).eval()
@@ -58,13 +59,14 @@ def run_student(arch: str, size: int, n: int, nq: int, tmp: Path, target) -> lis
     with torch.no_grad():
         ref = model(torch.from_numpy(x)).numpy()
     labels = ref.argmax(1)
-    transformer = "vit" in arch
+    transformer = is_transformer(arch)
     onnx_path = export_torch(model, torch.zeros(1, 3, size, size), tmp / f"{arch}-fp32.onnx", {})
     onnx_fp32 = get_exporter("onnx").export(onnx_path, tmp, f"{arch}-fp32")
     ov_fp32 = OpenVinoExporter().export(onnx_path, tmp, f"{arch}-fp32")
     ov_fp16 = OpenVinoExporter(precision="fp16").export(onnx_path, tmp, f"{arch}-fp16")
-    onnx_int8 = quantize(onnx_fp32, calib, tmp, f"{arch}-int8", "performance", transformer)
-    ov_int8 = quantize(ov_fp32, calib, tmp, f"{arch}-int8", "performance", transformer)
+    spec = QuantSpec("performance", transformer)
+    onnx_int8 = quantize(onnx_fp32, calib, tmp, f"{arch}-int8", spec)
+    ov_int8 = quantize(ov_fp32, calib, tmp, f"{arch}-int8", spec)
     trt_path = tmp / f"{arch}-int8-trt.onnx"
     to_symmetric_int8(Path(onnx_int8.path), trt_path)
     trt = check_onnx(trt_path)
@@ -85,7 +87,7 @@ def run_student(arch: str, size: int, n: int, nq: int, tmp: Path, target) -> lis
         with runtime_for(exp.path, runtime, 2, "f32") as rt:
             out = run_batches(rt, x[:k], batch=16)
             executed = rt.executed_precision
-        res = compare(exp.key, runtime, exp.precision, executed, ref[:k], out, labels[:k],
+        res = parity(exp.key, runtime, exp.precision, executed, ref[:k], out, labels[:k],
                       _thresholds(target, exp.precision))
         row = {"student": arch, "format": fmt, "precision": exp.precision, "runtime": runtime,
                "executed": executed, "samples": k, "passed": res.passed, "reason": res.reason,

@@ -96,11 +96,12 @@ def _ptq(path: Path, x: np.ndarray, ref: np.ndarray, tmp: Path, stem: str) -> di
     from edgekd.export.qonnx import QonnxExporter, quant_summary
     from edgekd.export.tensorrt import check_onnx, to_symmetric_int8
     from edgekd.quantize.ptq import quantize_onnx
+    from edgekd.quantize.spec import QuantSpec
 
     calib = np.random.default_rng(1).standard_normal((16, *x.shape[1:])).astype(np.float32)
     t0 = time.perf_counter()
     q = quantize_onnx(ExportedModel("onnx", "fp32", str(path), (str(path),)), calib, tmp / f"{stem}-int8.onnx",
-                      "performance")
+                      QuantSpec("performance"))
     row: dict = {"ptq_s": time.perf_counter() - t0}
     out, _ = _ort(Path(q.path), x, 1)
     a, b = out.reshape(len(x), -1), ref.reshape(len(x), -1)

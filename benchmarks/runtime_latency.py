@@ -36,6 +36,7 @@ def main() -> None:
     from edgekd.formats import runtime_of
     from edgekd.models.factory import create_timm
     from edgekd.quantize.ptq import quantize
+    from edgekd.quantize.spec import QuantSpec, is_transformer
     from edgekd.runtimes import runtime_for
 
     torch.manual_seed(0)
@@ -46,7 +47,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="edgekd-bench-"))
     onnx_path = export_torch(model, torch.zeros(1, 3, args.size, args.size), tmp / "m-fp32.onnx", {})
     fp32 = [get_exporter(f).export(onnx_path, tmp, "m-fp32") for f in ("onnx", "openvino")]
-    int8 = [quantize(m, calib, tmp, "m-int8", "mixed", transformer="vit" in args.model) for m in fp32]
+    int8 = [quantize(m, calib, tmp, "m-int8", QuantSpec(transformer=is_transformer(args.model))) for m in fp32]
     runs: dict[str, list] = {}
     for _ in range(args.passes):
         r = bench_torch(model, x, "torch-fp32", args.threads, 0.0, 10, max(20, args.iters // 4))

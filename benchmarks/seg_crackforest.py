@@ -96,8 +96,8 @@ def main() -> None:
     from edgekd.bench.fpga import fpga_estimate
     from edgekd.bench.latency import time_calls
     from edgekd.config import make_config
+    from edgekd.device_runner import softmax
     from edgekd.pipeline import run
-    from edgekd.run import softmax
     from edgekd.runtimes import runtime_for
     from edgekd.targets import load_target
 

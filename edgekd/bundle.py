@@ -32,7 +32,7 @@ def write_bundle(r) -> dict:
     """Copy the passing models of the target's bundle precision into ``RUN/bundle`` and describe them."""
     from edgekd._deps import tool_versions
     from edgekd.deploy import for_bundle
-    from edgekd.report import markdown_table, results_rows
+    from edgekd.results_table import markdown_table, results_rows
 
     res, target = r.results, r.target
     ver = res["verify"]
@@ -174,9 +174,9 @@ def sign_bundle(folder: Path, key, tar: Path | None = None, arcname: str | None 
 
 RUNNER = "run.pyz"
 # the on-device runner and everything it imports: no torch, timm or other edgekd module
-RUNNER_MODULES = ("__init__.py", "run.py", "bundle.py", "integrity.py", "errors.py", "formats.py", "fileio.py",
-                  "preprocess.py", "_deps.py", "runtimes/__init__.py", "runtimes/base.py", "runtimes/onnxruntime.py",
-                  "runtimes/openvino.py")
+RUNNER_MODULES = ("__init__.py", "device_runner.py", "bundle.py", "integrity.py", "errors.py", "formats.py",
+                  "fileio.py", "preprocess.py", "_deps.py", "runtimes/__init__.py", "runtimes/base.py",
+                  "runtimes/onnxruntime.py", "runtimes/openvino.py")
 
 
 def write_runner(out: Path) -> None:
@@ -191,7 +191,7 @@ def write_runner(out: Path) -> None:
             dst = Path(tmp) / "edgekd" / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(pkg / rel, dst)
-        zipapp.create_archive(tmp, out, main="edgekd.run:main_exit")
+        zipapp.create_archive(tmp, out, main="edgekd.device_runner:main_exit")
 
 
 SAMPLES = "samples.npz"

@@ -149,7 +149,7 @@ def compress(
 ) -> None:
     """The whole pipeline: teacher -> distill -> quantize -> export -> verify -> bench -> bundle."""
     from edgekd.pipeline import run
-    from edgekd.report import print_table
+    from edgekd.results_table import print_table
     from edgekd.targets import load_target
 
     tgt = load_target(target)
@@ -361,6 +361,7 @@ def quantize(
     from edgekd.data.calibration import calibration, preprocess_for
     from edgekd.formats import FORMATS, files_of, format_of_path
     from edgekd.quantize.ptq import quantize as ptq
+    from edgekd.quantize.spec import QuantSpec
 
     fmt = format_of_path(model)
     if fmt is None or not fmt.ptq or not model.is_file():
@@ -369,8 +370,8 @@ def quantize(
     pre = preprocess_for(model, reference)
     out = out or model.with_name(model.stem.replace("-fp32", "") + "-int8" + model.suffix)
     fp32 = ExportedModel(fmt.name, "fp32", str(model), files_of(fmt.name, model))
-    exp = ptq(fp32, calibration(data, pre, calib or 300), out.parent, out.stem, preset or "mixed",
-              ignored=tuple(ignore))
+    exp = ptq(fp32, calibration(data, pre, calib or 300), out.parent, out.stem,
+              QuantSpec(preset=preset or "mixed", ignored_scope=tuple(ignore)))
     typer.echo(f"{exp.key}: {exp.path} ({exp.size_mb():.2f} MB)")
 
 
@@ -533,7 +534,7 @@ def report(
     out: Path = typer.Option(Path("report"), help="Folder for report.md and its PNG plots."),
 ) -> None:
     """Markdown report with plots: latency distributions, accuracy vs FPS Pareto, energy per frame."""
-    from edgekd.run_report import write_report
+    from edgekd.report import write_report
 
     typer.echo(f"report: {write_report(runs, out)}")
 

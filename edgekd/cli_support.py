@@ -53,7 +53,7 @@ def verify_file(model: Path, reference: Path, data: str, target_name: str, preci
 def run_bench(model: Path, runtime: str | None, options: dict, compare: bool, data: str | None, calib: int,
               json_out: Path | None, md_out: Path | None, passes: int = 1) -> str:
     """`edgekd bench`: bench (or --compare) ``model``; writes --json / --md and returns the text to print."""
-    from edgekd.bench.runner import BenchOptions, bench_path, payload, write_json
+    from edgekd.bench.measure import BenchOptions, bench_path, payload, write_json
     from edgekd.bench.tables import markdown
 
     opts = BenchOptions(**options).check()
@@ -67,9 +67,9 @@ def run_bench(model: Path, runtime: str | None, options: dict, compare: bool, da
     if compare:
         if runtime is not None:
             raise ConfigError("--compare runs every runtime; drop --runtime")
-        from edgekd.bench.compare import compare as run_compare
+        from edgekd.bench.compare import compare_variants
 
-        results, decision = run_compare(model, opts, data, calib, passes)
+        results, decision = compare_variants(model, opts, data, calib, passes)
         notes = decision["notes"]
     else:
         results, notes = bench_path(model, runtime, opts)
@@ -102,7 +102,7 @@ def bench_energy(model: Path, runtime: str | None, options: dict, meter: str, ta
     model, and says so. A meter named explicitly still measures this machine, and the line says whose energy it is.
     """
     from edgekd.bench.energy import measure_energy
-    from edgekd.bench.runner import input_shape
+    from edgekd.bench.measure import input_shape
     from edgekd.runtimes import runtime_for
     from edgekd.targets import load_target, not_this_machine
 

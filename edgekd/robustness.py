@@ -126,7 +126,7 @@ def caption(report: dict) -> str:
 def plot(report: dict, out: Path) -> Path:
     """Accuracy vs severity, one line per model: the mean over corruptions, then one panel per corruption
     (severity 0 = clean)."""
-    from edgekd.run_report import _plt
+    from edgekd.report import _plt
 
     plt = _plt()
     names = report["corruptions"]

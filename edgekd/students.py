@@ -224,10 +224,6 @@ def reason_line(choice: Row, rows: list[Row], budget: float, target_name: str) -
 # evaluation (export, pre-flight, cost, latency)
 
 
-def _transformer(name: str) -> bool:
-    return "vit" in name or "former" in name  # as the quantize stage decides
-
-
 def _export(name: str, num_classes: int, size: tuple[int, int], folder: Path) -> tuple[Path, float]:
     import torch
 
@@ -300,13 +296,14 @@ def _measure(rows: list[Row], paths: dict[str, Path], target, plan: Plan, hw: tu
     if "int8" in plan.precisions:
         from edgekd.artifacts import ExportedModel
         from edgekd.quantize.ptq import quantize
+        from edgekd.quantize.spec import QuantSpec, is_transformer
 
         calib = np.random.default_rng(0).standard_normal((8, 3, *hw)).astype(np.float32)
         for r in track(timed, len(timed), "students: NNCF int8 (random calibration, latency only)"):
             p = paths[r.name]
             try:
                 q = quantize(ExportedModel("onnx", "fp32", str(p), (str(p),)), calib, folder, f"{r.name}-int8",
-                             "mixed", _transformer(r.name))
+                             QuantSpec(transformer=is_transformer(r.name)))
                 files[(r.name, "int8")] = Path(q.path)
             except EdgeKDError as exc:
                 r.note = f"int8 not timed: {reason(exc, 160)}"

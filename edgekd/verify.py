@@ -20,7 +20,7 @@ def run_batches(rt: Runtime, inputs: np.ndarray, batch: int = 50, desc: str | No
     return np.concatenate([rt(inputs[i:i + batch]) for i in it])
 
 
-def compare(model: str, runtime: str, precision: str, executed: str, ref: np.ndarray, out: np.ndarray,
+def parity(model: str, runtime: str, precision: str, executed: str, ref: np.ndarray, out: np.ndarray,
             labels: np.ndarray, th: ParityThresholds) -> ParityResult:
     """Compare logits ``out`` with reference logits ``ref``: classifier [N, C] (top-1 agreement and accuracy) or
     segmenter [N, C, H, W] (pixel agreement of the masks and mIoU against ``labels`` masks), in percent."""
@@ -66,4 +66,4 @@ def verify_model(exp: ExportedModel, inputs: np.ndarray, labels: np.ndarray, ref
     th = target.parity.get("int8" if exp.precision.startswith("w") else exp.precision)
     if th is None:
         raise ConfigError(f"target {target.name} has no parity thresholds for {exp.precision}")
-    return compare(exp.key, runtime, exp.precision, executed, ref, out, labels, th)
+    return parity(exp.key, runtime, exp.precision, executed, ref, out, labels, th)

@@ -311,7 +311,8 @@ def test_bad_bundle(work, bad_bundles, name, variant, args, text):
     args = [a.replace("{tmp}", str(work)).replace("{digest}", digest) for a in args]
     before = snapshot(b.parent.parent)
     for cmd, prefix in ((["-m", "edgekd", "verify-bundle", str(b)], "edgekd: error:"),
-                        (["-m", "edgekd.run", str(b), "--bench", "--iters", "1"], "edgekd.run: error:")):
+                        (["-m", "edgekd.device_runner", str(b), "--bench", "--iters", "1"],
+                         "edgekd.device_runner: error:")):
         res = subprocess.run([sys.executable, *cmd, *args], capture_output=True, text=True, cwd=work)
         err = res.stderr.strip().splitlines()
         assert res.returncode == 9, res.stderr[-2000:]
@@ -410,8 +411,9 @@ def test_runner_bad_inputs_give_one_line(work, tiny_run):
     for args, code, text in [([work / "trunc.tar.gz", huge], 9, "truncated or corrupt archive"),
                              ([work / "empty.tar.gz", huge], 2, "empty file, not a bundle tarball"),
                              ([bundle, huge], 3, "exceeds limit of")]:
-        res = subprocess.run([sys.executable, "-m", "edgekd.run", *map(str, args)], capture_output=True, text=True)
-        err = [ln for ln in res.stderr.splitlines() if ln.startswith("edgekd.run: error:")]
+        res = subprocess.run([sys.executable, "-m", "edgekd.device_runner", *map(str, args)], capture_output=True,
+                             text=True)
+        err = [ln for ln in res.stderr.splitlines() if ln.startswith("edgekd.device_runner: error:")]
         assert res.returncode == code and len(err) == 1 and text in err[0], res.stderr[-2000:]
         assert "Traceback" not in res.stderr
     assert (work / "precious.txt").read_text() == "mine"

@@ -1,6 +1,6 @@
 """Bundle integrity (issue 17): a tamper matrix over every manifest field, every file and every model, each refused
-by both `edgekd verify-bundle` and the runner (`python -m edgekd.run`'s main, the code inside run.pyz) with exit
-code 9 and one line naming the file or field, leaving the bundle exactly as it was."""
+by both `edgekd verify-bundle` and the runner (`python -m edgekd.device_runner`'s main, the code inside run.pyz)
+with exit code 9 and one line naming the file or field, leaving the bundle exactly as it was."""
 
 import base64
 import json
@@ -42,7 +42,7 @@ def verify_cli(target, *args, monkeypatch, capsys):
 
 
 def runner(target, *args, capsys):
-    from edgekd.run import main
+    from edgekd.device_runner import main
 
     code = main([str(target), "--bench", "--iters", "1", *map(str, args)])
     out, err = capsys.readouterr()
@@ -61,7 +61,7 @@ def refused(target, args, texts, monkeypatch, capsys, code=9, root=None, tools=(
         else:
             rc, out, err = runner(target, *args, capsys=capsys)
         lines = err.strip().splitlines()
-        prefix = "edgekd: error: " if tool == "verify-bundle" else "edgekd.run: error: "
+        prefix = "edgekd: error: " if tool == "verify-bundle" else "edgekd.device_runner: error: "
         assert rc == code, (tool, err)
         assert len(lines) == 1 and lines[0].startswith(prefix), (tool, err)
         assert any(t in lines[0] for t in texts), (tool, lines[0])

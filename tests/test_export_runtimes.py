@@ -11,9 +11,10 @@ from edgekd.export.catalog import get_exporter
 from edgekd.export.onnx import export_torch
 from edgekd.models.factory import create_timm
 from edgekd.quantize.ptq import quantize
+from edgekd.quantize.spec import QuantSpec
 from edgekd.runtimes import runtime_for
 from edgekd.targets import load_target
-from edgekd.verify import compare, verify_model
+from edgekd.verify import parity, verify_model
 
 
 @pytest.fixture(scope="module", params=["mobilevit_xxs", "efficientnet_b0"])
@@ -49,7 +50,7 @@ def test_onnx_metadata_carries_labels(exported):
 @pytest.mark.parametrize("fmt", ["onnx", "openvino"])
 def test_int8_ptq_is_standard_and_loads(exported, fmt):
     calib = exported["x"]
-    q = quantize(exported[fmt], calib, exported["out"], f"m-int8-{fmt}", "mixed")
+    q = quantize(exported[fmt], calib, exported["out"], f"m-int8-{fmt}", QuantSpec("mixed"))
     assert q.precision == "int8" and Path(q.path).is_file()
     if fmt == "onnx":
         import onnx
@@ -69,7 +70,7 @@ def test_compare_flags_disagreement():
     ref = np.eye(4, dtype=np.float32)
     out = ref[::-1].copy()
     th = ParityThresholds(min_top1_agreement=0.99, max_abs_diff=1e-3, max_metric_drop=0.5)
-    res = compare("m", "onnxruntime", "fp32", "fp32", ref, out, np.arange(4), th)
+    res = parity("m", "onnxruntime", "fp32", "fp32", ref, out, np.arange(4), th)
     assert not res.passed and "agreement" in res.reason and "max |diff|" in res.reason
 
 
@@ -123,7 +124,8 @@ def test_tiny_unet_exports_load_and_pass_verify_on_masks(unet, fmt, precision):
     if fmt == "openvino":
         fp32 = OpenVinoExporter(precision="fp16" if precision == "fp16" else "fp32").export(
             unet["path"], unet["out"], f"u-{precision}")
-    exp = quantize(fp32, unet["x"], unet["out"], f"u-int8-{fmt}", "performance") if precision == "int8" else fp32
+    exp = (quantize(fp32, unet["x"], unet["out"], f"u-int8-{fmt}", QuantSpec("performance")) if precision == "int8"
+           else fp32)
     assert exp.precision == precision
     target = load_target("cpu-x86")
     # random weights leave near-tied logits, so int8's mIoU against the FP32 masks moves by points; the mIoU bound

@@ -11,9 +11,10 @@ from edgekd.fileio import atomic, temp_of, write_text
 
 EDGEKD = Path(__file__).resolve().parent.parent / "edgekd"
 # writers that commit several files or a folder together (a checkpoint and its card, an IR's .xml and .bin, an
-# ONNX graph with external data, the bundle folder, the decoded-image cache) or must not import edgekd (run.py)
+# ONNX graph with external data, the bundle folder, the decoded-image cache) or must not import edgekd
+# (device_runner.py)
 OWN_COMMIT = {"models/factory.py", "export/openvino.py", "export/onnx.py", "bundle.py", "data/__init__.py",
-              "run.py", "fileio.py"}
+              "device_runner.py", "fileio.py"}
 
 
 def test_atomic_replaces_the_file_when_the_block_succeeds(tmp_path):

@@ -35,11 +35,13 @@ def _qdq(tmp_path, preset):
     from edgekd.export.onnx import export_torch
     from edgekd.models.factory import create_timm
     from edgekd.quantize.ptq import quantize_onnx
+    from edgekd.quantize.spec import QuantSpec
 
     torch.manual_seed(0)  # the model's random weights must not depend on which tests ran before
     p = export_torch(create_timm("mobilevit_xxs", 10).eval(), torch.zeros(1, 3, 64, 64), tmp_path / "f.onnx", {})
     calib = np.random.default_rng(0).normal(size=(8, 3, 64, 64)).astype(np.float32)
-    return quantize_onnx(ExportedModel("onnx", "fp32", str(p), (str(p),)), calib, tmp_path / f"{preset}.onnx", preset)
+    return quantize_onnx(ExportedModel("onnx", "fp32", str(p), (str(p),)), calib, tmp_path / f"{preset}.onnx",
+                         QuantSpec(preset))
 
 
 @pytest.mark.parametrize("preset", ["performance", "mixed"])

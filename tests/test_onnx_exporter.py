@@ -135,6 +135,7 @@ def test_depthwise_convs_keep_a_bias_for_nncf_and_onnxruntime(tmp_path):
     that Q/DQ graph of a bias-less depthwise Conv), the others may stay without: the same function either way."""
     from edgekd.artifacts import ExportedModel
     from edgekd.quantize.ptq import quantize_onnx
+    from edgekd.quantize.spec import QuantSpec
 
     net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
                         nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.ReLU(), nn.Conv2d(8, 4, 1, bias=False)).eval()
@@ -150,7 +151,8 @@ def test_depthwise_convs_keep_a_bias_for_nncf_and_onnxruntime(tmp_path):
     x = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
     assert np.abs(_run(paths["dynamo"], x) - _run(paths["torchscript"], x)).max() < 1e-5
     p = paths["dynamo"]
-    q = quantize_onnx(ExportedModel("onnx", "fp32", str(p), (str(p),)), x, tmp_path / "q.onnx", "performance")
+    q = quantize_onnx(ExportedModel("onnx", "fp32", str(p), (str(p),)), x, tmp_path / "q.onnx",
+                      QuantSpec("performance"))
     assert _run(q.path, x).shape == (2, 4, 8, 8)  # runs in ONNX Runtime
 
 

@@ -196,8 +196,9 @@ def test_tensorrt_qat_route_gives_symmetric_int8_qdq_that_onnxruntime_runs(tmp_p
 
     from edgekd.export.tensorrt import make_tensorrt_ready
     from edgekd.models.factory import create_timm
-    from edgekd.quantize.qad import QuantSpec, quantize_torch
+    from edgekd.quantize.qad import quantize_torch
     from edgekd.quantize.qat_export import export_qdq_onnx
+    from edgekd.quantize.spec import QuantSpec
 
     torch.manual_seed(0)
     student = create_timm("cifar_resnet20", 10).eval()

@@ -11,6 +11,7 @@ from edgekd.errors import ModelError
 from edgekd.export.onnx import export_torch
 from edgekd.models.unet import TinyUNet
 from edgekd.quantize.ptq import quantize_onnx
+from edgekd.quantize.spec import QuantSpec
 
 
 def _qdq(model, tmp: Path, side: int, name: str):
@@ -19,7 +20,7 @@ def _qdq(model, tmp: Path, side: int, name: str):
     calib = np.random.default_rng(0).normal(size=(8, 3, side, side)).astype(np.float32)
     fp32 = ExportedModel("onnx", "fp32", str(p), (str(p),))
     # symmetric quantization, as FPGA flows expect (zero point 0; uint8 after ReLU)
-    return fp32, quantize_onnx(fp32, calib, tmp / f"{name}-int8.onnx", "performance")
+    return fp32, quantize_onnx(fp32, calib, tmp / f"{name}-int8.onnx", QuantSpec("performance"))
 
 
 @pytest.fixture(scope="module", params=["mobilenetv3_small_050", "unet"])

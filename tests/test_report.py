@@ -66,7 +66,7 @@ def test_report_writes_markdown_with_plots(tmp_path):
 
 
 def test_energy_points_carry_their_own_label(tmp_path):
-    from edgekd.run_report import load_points
+    from edgekd.report import load_points
 
     pts = {p.model: p for p in load_points(_run(tmp_path, "a", 1.0))}
     assert pts["onnx-fp32"].energy_estimated is None and pts["onnx-fp32"].estimated is None
@@ -76,7 +76,7 @@ def test_energy_points_carry_their_own_label(tmp_path):
 
 
 def test_pareto_keeps_only_undominated_points():
-    from edgekd.run_report import Point, pareto
+    from edgekd.report import Point, pareto
 
     pts = [Point("r", "fast", "x", "int8", 1, 1000, 90.0, None),
            Point("r", "accurate", "x", "fp32", 2, 500, 91.0, None),

@@ -1,4 +1,4 @@
-"""The on-device runner (`python -m edgekd.run`, no torch) and safe bundle extraction."""
+"""The on-device runner (`python -m edgekd.device_runner`, no torch) and safe bundle extraction."""
 
 import io
 import json
@@ -15,7 +15,8 @@ from edgekd.errors import IntegrityError
 from edgekd.integrity import manifest_digest
 
 NO_TORCH = ("import sys, runpy; sys.modules.update(torch=None, timm=None, nncf=None, torchvision=None); "
-            "sys.argv = ['edgekd.run'] + sys.argv[1:]; runpy.run_module('edgekd.run', run_name='__main__')")
+            "sys.argv = ['edgekd.device_runner'] + sys.argv[1:]; "
+            "runpy.run_module('edgekd.device_runner', run_name='__main__')")
 
 
 def runner(*args):

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekd.artifacts import LatencyResult
-from edgekd.bench.runner import BenchOptions, bench_model, models_in
+from edgekd.bench.measure import BenchOptions, bench_model, models_in
 from edgekd.bench.tables import fps_of
 from edgekd.errors import ConfigError
 from edgekd.formats import FORMATS, format_of_path
@@ -65,14 +65,15 @@ def from_fp32_onnx(onnx_path: Path, work: Path, data: str | None, calib: int, op
     from edgekd.artifacts import ExportedModel
     from edgekd.export.catalog import get_exporter
     from edgekd.quantize.ptq import quantize
+    from edgekd.quantize.spec import QuantSpec
 
     stem = onnx_path.stem.replace("-fp32", "")
     fp32_onnx = ExportedModel("onnx", "fp32", str(onnx_path), (str(onnx_path),))
     fp32_ir = get_exporter("openvino").export(onnx_path, work, f"{stem}-fp32")
     x, how = _calibration(onnx_path, data, calib, opts)
-    tr = _has_attention(onnx_path)
-    q_onnx = quantize(fp32_onnx, x, work, f"{stem}-int8", "mixed", transformer=tr)
-    q_ir = quantize(fp32_ir, x, work, f"{stem}-int8", "mixed", transformer=tr)
+    spec = QuantSpec(transformer=_has_attention(onnx_path))  # a file: the graph, not an arch name, says so
+    q_onnx = quantize(fp32_onnx, x, work, f"{stem}-int8", spec)
+    q_ir = quantize(fp32_ir, x, work, f"{stem}-int8", spec)
     return [Variant("ONNX FP32", onnx_path, "onnxruntime", "fp32", None),
             Variant("IR FP32 (f32 pinned)", Path(fp32_ir.path), "openvino", "fp32", "f32"),
             Variant("IR FP32 (plugin default)", Path(fp32_ir.path), "openvino", "fp32", None),
@@ -186,7 +187,7 @@ def _same_as_pinned(v: Variant, opts: BenchOptions) -> bool:
         return rt.executed_precision.endswith("f32")
 
 
-def compare(path: Path, opts: BenchOptions, data: str | None = None, calib: int = 64, passes: int = 1,
+def compare_variants(path: Path, opts: BenchOptions, data: str | None = None, calib: int = 64, passes: int = 1,
             ) -> tuple[list[LatencyResult], dict]:
     """Bench every variant of ``path`` in ``passes`` alternating rounds; returns the ranked results and the
     decision."""

@@ -40,7 +40,7 @@ class View:
         return cls(tuple(d["size"]), tuple(d["mean"]), tuple(d["std"]))
 
 
-def review(x: torch.Tensor, src: View, dst: View) -> torch.Tensor:
+def to_view(x: torch.Tensor, src: View, dst: View) -> torch.Tensor:
     """A batch normalised for ``src`` -> the same images as ``dst`` expects them."""
     if src == dst:
         return x
@@ -55,14 +55,14 @@ def review(x: torch.Tensor, src: View, dst: View) -> torch.Tensor:
 
 
 class Viewed(nn.Module):
-    """``model`` fed through ``review``: trains and evaluates a teacher on the student's data path."""
+    """``model`` fed through ``to_view``: trains and evaluates a teacher on the student's data path."""
 
     def __init__(self, model: nn.Module, src: View, dst: View) -> None:
         super().__init__()
         self.model, self.src, self.dst = model, src, dst
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(review(x, self.src, self.dst))
+        return self.model(to_view(x, self.src, self.dst))
 
 
 class Teacher:
@@ -89,7 +89,7 @@ class TorchTeacher(Teacher):
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(review(x, self.src, self.view)).float()
+        return self.model(to_view(x, self.src, self.view)).float()
 
     def to(self, device: torch.device) -> TorchTeacher:
         self.model.to(device)
@@ -118,7 +118,7 @@ class OnnxTeacher(Teacher):
         self.input_name = self.session.get_inputs()[0].name
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        xin = review(x.detach().float().cpu(), self.src, self.view).numpy()
+        xin = to_view(x.detach().float().cpu(), self.src, self.view).numpy()
         try:
             out = self.session.run(None, {self.input_name: np.ascontiguousarray(xin, dtype=np.float32)})[0]
         except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types

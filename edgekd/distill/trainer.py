@@ -187,7 +187,7 @@ def fit(model: nn.Module, train_dl: DataLoader, val_dl: DataLoader, loss_fn: nn.
         workdir: Path, teaching: Teaching | None = None, desc: str = "train") -> TrainResult:
     """Train ``model`` in place; it ends holding the best validation weights (or the last, ``keep="last"``)."""
     from edgekd.distill.losses import DistillBatch
-    from edgekd.distill.teachers import review
+    from edgekd.distill.teachers import to_view
 
     workdir.mkdir(parents=True, exist_ok=True)
     last, best_path, final, done = (workdir / n for n in ("last.pt", "best.pt", "final.pt", "done.json"))
@@ -219,7 +219,7 @@ def fit(model: nn.Module, train_dl: DataLoader, val_dl: DataLoader, loss_fn: nn.
         x0 = next(iter(train_dl))[0][:2].to(dev)
         model.eval()
         with torch.no_grad():
-            model(review(x0, *teaching.student_view) if teaching.student_view else x0)
+            model(to_view(x0, *teaching.student_view) if teaching.student_view else x0)
             for t in teaching.teachers:
                 t(x0)
         loss_fn.bind([(tuple(s.shape), tuple(t.shape)) for s, t, _ in taps.pairs()])
@@ -292,7 +292,7 @@ def fit(model: nn.Module, train_dl: DataLoader, val_dl: DataLoader, loss_fn: nn.
                         t_out = [cached[k, view, idx].to(dev) for k in range(cached.shape[0])]
                     else:
                         t_out = [t(x) for t in teaching.teachers]
-                s_out = model(review(x, *teaching.student_view) if teaching.student_view else x).float()
+                s_out = model(to_view(x, *teaching.student_view) if teaching.student_view else x).float()
                 batch = DistillBatch(s_out, y, t_out, prior, taps.pairs() if taps else [])
                 loss = loss_fn(batch)
             if not torch.isfinite(loss):

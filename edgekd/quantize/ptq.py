@@ -18,8 +18,7 @@ from edgekd.artifacts import ExportedModel
 from edgekd.errors import BackendError, reason
 from edgekd.export.onnx import INPUT_NAME
 from edgekd.fileio import atomic
-
-PRESETS = ("performance", "mixed")
+from edgekd.quantize.spec import QuantSpec
 
 
 def _nncf():
@@ -28,24 +27,13 @@ def _nncf():
     return nncf
 
 
-def _common(nncf, n: int, preset: str, transformer: bool, ignored: tuple[str, ...] = ()) -> dict:
-    kw = {"subset_size": n, "preset": nncf.QuantizationPreset(preset)}
-    if ignored:  # regular expressions over the graph's node names; NNCF refuses one that matches nothing
-        kw["ignored_scope"] = nncf.IgnoredScope(patterns=list(ignored))
-    if transformer:
-        # keeps softmax/LayerNorm paths of attention blocks out of int8, as NNCF recommends for ViTs
-        kw["model_type"] = nncf.ModelType.TRANSFORMER
-    return kw
-
-
-def quantize_onnx(fp32: ExportedModel, calib: np.ndarray, out: Path, preset: str = "mixed",
-                  transformer: bool = False, ignored: tuple[str, ...] = ()) -> ExportedModel:
+def quantize_onnx(fp32: ExportedModel, calib: np.ndarray, out: Path, spec: QuantSpec = QuantSpec()) -> ExportedModel:
     """FP32 ONNX -> int8 Q/DQ ONNX calibrated on ``calib`` (N x C x H x W float32)."""
     nncf, onnx = _nncf(), require("onnx")
     model = onnx.load(fp32.path)
     ds = nncf.Dataset([{INPUT_NAME: x[None]} for x in calib])
     try:
-        q = nncf.quantize(model, ds, **_common(nncf, len(calib), preset, transformer, ignored))
+        q = nncf.quantize(model, ds, **spec.nncf_kwargs(nncf, len(calib)))
     except Exception as exc:  # noqa: BLE001
         raise BackendError(f"NNCF could not quantize {fp32.path}: {reason(exc)}") from exc
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -54,8 +42,8 @@ def quantize_onnx(fp32: ExportedModel, calib: np.ndarray, out: Path, preset: str
     return ExportedModel("onnx", "int8", str(out), (str(out),))
 
 
-def quantize_openvino(fp32: ExportedModel, calib: np.ndarray, out: Path, preset: str = "mixed",
-                      transformer: bool = False, ignored: tuple[str, ...] = ()) -> ExportedModel:
+def quantize_openvino(fp32: ExportedModel, calib: np.ndarray, out: Path,
+                      spec: QuantSpec = QuantSpec()) -> ExportedModel:
     """FP32 IR -> int8 IR calibrated on ``calib``."""
     nncf, ov = _nncf(), require("openvino")
     from edgekd.export.openvino import save_ir
@@ -63,18 +51,18 @@ def quantize_openvino(fp32: ExportedModel, calib: np.ndarray, out: Path, preset:
     model = ov.Core().read_model(fp32.path)
     ds = nncf.Dataset([x[None] for x in calib])
     try:
-        q = nncf.quantize(model, ds, **_common(nncf, len(calib), preset, transformer, ignored))
+        q = nncf.quantize(model, ds, **spec.nncf_kwargs(nncf, len(calib)))
     except Exception as exc:  # noqa: BLE001
         raise BackendError(f"NNCF could not quantize {fp32.path}: {reason(exc)}") from exc
     files = save_ir(q, out)
     return ExportedModel("openvino", "int8", files[0], files)
 
 
-def quantize(fp32: ExportedModel, calib: np.ndarray, out_dir: Path, stem: str, preset: str = "mixed",
-             transformer: bool = False, ignored: tuple[str, ...] = ()) -> ExportedModel:
-    """Dispatch on the FP32 model's format."""
+def quantize(fp32: ExportedModel, calib: np.ndarray, out_dir: Path, stem: str,
+             spec: QuantSpec = QuantSpec()) -> ExportedModel:
+    """Dispatch on the FP32 model's format: ``out_dir/stem.onnx`` or ``out_dir/stem.xml`` (+ .bin)."""
     if fp32.format == "onnx":
-        return quantize_onnx(fp32, calib, out_dir / f"{stem}.onnx", preset, transformer, ignored)
+        return quantize_onnx(fp32, calib, out_dir / f"{stem}.onnx", spec)
     if fp32.format == "openvino":
-        return quantize_openvino(fp32, calib, out_dir / f"{stem}.xml", preset, transformer, ignored)
+        return quantize_openvino(fp32, calib, out_dir / f"{stem}.xml", spec)
     raise BackendError(f"post-training int8 is not available for format {fp32.format!r}")

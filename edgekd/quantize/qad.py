@@ -19,7 +19,6 @@ import copy
 import json
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,22 +28,11 @@ from torch import nn
 from edgekd._deps import require
 from edgekd.errors import BackendError, reason
 from edgekd.fileio import atomic, write_text
+from edgekd.quantize.spec import QuantSpec
 
 # NNCF JIT-compiles a C++ extension on first use (~20 s cold); its 60 s default limit is too short on a busy
 # 2-core machine
 os.environ.setdefault("NNCF_EXTENSION_LOAD_TIMEOUT", "600")
-
-
-@dataclass(frozen=True)
-class QuantSpec:
-    """How the torch student is quantized (the same choices as graph PTQ, plus the TensorRT constraints)."""
-
-    preset: str = "mixed"
-    transformer: bool = False
-    ignored_scope: tuple[str, ...] = ()
-    # TensorRT's explicit quantization: symmetric, signed int8 everywhere, per-tensor activations
-    tensorrt: bool = False
-    batch: int = 32
 
 
 def nncf_torch():
@@ -62,28 +50,15 @@ def quantizers(model: nn.Module) -> dict[str, nn.Module]:
     return {n: q for n, q in get_hook_storage(model).named_hooks() if isinstance(q, BaseQuantizer)}
 
 
-def _ignored(nncf, patterns: tuple[str, ...]):
-    return nncf.IgnoredScope(patterns=list(patterns)) if patterns else None
-
-
 def quantize_torch(student: nn.Module, calib: np.ndarray, spec: QuantSpec) -> nn.Module:
     """PTQ-initialised QAT model of (a copy of) ``student``; ``calib`` is N x C x H x W float32."""
     nncf = nncf_torch()
-    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, QuantizationParameters
-
     x = torch.from_numpy(calib)
     batches = [x[i:i + spec.batch] for i in range(0, len(x), spec.batch)]
     ds = nncf.Dataset(batches)
     # NNCF counts dataset items, here batches: every image is used either way, but len(x) made it warn that
     # the dataset "contains only 3 samples, smaller than the requested subset size 82"
-    kw: dict = {"subset_size": len(batches), "preset": nncf.QuantizationPreset(spec.preset)}
-    if spec.transformer:
-        kw["model_type"] = nncf.ModelType.TRANSFORMER
-    if spec.ignored_scope:
-        kw["ignored_scope"] = _ignored(nncf, spec.ignored_scope)
-    if spec.tensorrt:
-        kw["advanced_parameters"] = AdvancedQuantizationParameters(
-            activations_quantization_params=QuantizationParameters(per_channel=False))
+    kw = spec.nncf_kwargs(nncf, len(batches))
     try:
         qat = nncf.quantize(copy.deepcopy(student).eval(), ds, **kw)
     except Exception as exc:  # noqa: BLE001 - NNCF's errors are long; the first line names the problem

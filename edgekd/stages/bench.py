@@ -23,10 +23,10 @@ def bench(r: Run) -> BenchResult:
     out = []
     import torch
 
-    from edgekd.distill.teachers import View, review
+    from edgekd.distill.teachers import View, to_view
 
     t_card = r.results["teacher"].main  # the first (main) teacher, in its own view
-    tx = review(torch.from_numpy(x), View.of(r.data.preprocess), View.from_dict(t_card["view"])).numpy()
+    tx = to_view(torch.from_numpy(x), View.of(r.data.preprocess), View.from_dict(t_card["view"])).numpy()
     warm, iters = max(5, cfg.bench_warmup // 2), max(10, cfg.bench_iters // 2)
     if t_card["kind"] == "onnx":
         path = Path(t_card["path"])

@@ -1,5 +1,6 @@
 """The quantize stage's torch route: QAD (or PTQ on the torch student when an accuracy bound is asked for),
-the accuracy guard, and the int8 exports of the resulting QAT model.
+the accuracy guard, and the int8 exports of the resulting QAT model (the library parts: ``quantize/qad.py``,
+``quantize/guard.py``, ``quantize/qat_export.py``, ``quantize/tail.py``; this module is the stage around them).
 
 Writes ``RUN/quantize.json``: the method, validation metrics of FP32 / PTQ / QAD, the QAD history, the layers
 kept in FP32 by the guard, and how closely each exported file follows the torch QAT model.
@@ -17,11 +18,14 @@ from edgekd.artifacts import ExportedModel
 from edgekd.errors import AccuracyError
 from edgekd.fileio import write_text
 from edgekd.progress import console
+from edgekd.quantize.spec import QuantSpec
+from edgekd.quantize.tail import int8_tail
+from edgekd.run_context import Run
 
 RANK_IMAGES = 256  # validation images the guard's sensitivity ranking runs on
 
 
-def run(r, calib: np.ndarray) -> list[ExportedModel]:
+def run(r: Run, calib: np.ndarray, spec: QuantSpec) -> list[ExportedModel]:
     """QAD / torch PTQ for the pipeline's quantize stage; returns the int8 ExportedModels."""
     from edgekd.config import schedule
     from edgekd.data.torchdata import loader
@@ -30,12 +34,9 @@ def run(r, calib: np.ndarray) -> list[ExportedModel]:
     from edgekd.quantize import qad
     from edgekd.quantize.guard import GuardResult, rank_layers, search
 
-    cfg, data, target = r.cfg, r.data, r.target
+    cfg, data = r.cfg, r.data
     folder = r.path("quantize", f"{cfg.quantize_method}-{r.stage_key}", "x").parent
     student, card = load_checkpoint(Path(r.results["distill"].path))
-    spec = qad.QuantSpec(preset=target.quant_preset or cfg.quant_preset,
-                         transformer="vit" in cfg.student or "former" in cfg.student,
-                         ignored_scope=tuple(cfg.quant_ignored_scope), tensorrt="tensorrt" in target.formats)
     console.print(f"PTQ start of the torch student ({len(calib)} calibration images, preset {spec.preset}"
                   + (", TensorRT: signed int8, per-tensor activations" if spec.tensorrt else "") + ")")
     model = qad.start(student, calib, spec, folder)
@@ -81,7 +82,7 @@ def run(r, calib: np.ndarray) -> list[ExportedModel]:
             console.print(f"accuracy guard: {len(guard.kept)} layer(s) kept in FP32 -> drop {guard.drop:.2f} "
                           f"(bound {cfg.max_accuracy_drop}): " + ", ".join(guard.kept))
     qad.save_qat(model, folder, "final")
-    exports = _export(r, model, card, report)
+    exports = _export(r, model, card, report, spec)
     write_text(r.path("quantize.json"), json.dumps(report, indent=2))
     if guard is not None and not guard.met:
         files = ", ".join(e.path for e in exports)
@@ -93,7 +94,7 @@ def run(r, calib: np.ndarray) -> list[ExportedModel]:
     return exports
 
 
-def _export(r, model, card: dict, report: dict) -> list[ExportedModel]:
+def _export(r: Run, model, card: dict, report: dict, spec: QuantSpec) -> list[ExportedModel]:
     """The int8 formats of the target from the QAT model, each checked against it on validation images."""
     from edgekd.formats import runtime_of
     from edgekd.quantize.qat_export import export_openvino, export_qdq_onnx
@@ -107,10 +108,9 @@ def _export(r, model, card: dict, report: dict) -> list[ExportedModel]:
     x = r.data.preprocess.batch([r.data.val.image(i) for i in range(min(len(r.data.val), RANK_IMAGES))])
     with torch.no_grad():
         ref = model(torch.from_numpy(x)).numpy()
-    exports, parity = [], {}
-    qonnx = "qonnx" in r.target.formats
-    for fmt in ("onnx", "openvino", "qonnx"):
-        if not (fmt in formats or (qonnx and fmt in ("onnx", "qonnx"))):
+    exports, parity, tail = [], {}, []
+    for fmt in ("onnx", "openvino"):
+        if not (fmt in formats or (fmt == "onnx" and spec.qonnx_bits is not None)):
             continue
         if fmt == "onnx":
             meta = {"edgekd.preprocess": card["preprocess"], "edgekd.classes": card["classes"],
@@ -118,18 +118,11 @@ def _export(r, model, card: dict, report: dict) -> list[ExportedModel]:
             # without ONNX among the target's formats the Q/DQ graph is made only to derive the QONNX from
             stem = "student-int8" if "onnx" in formats else "student-int8-qdq"
             exp = export_qdq_onnx(model, sample, out_dir / f"{stem}.onnx", meta)
-            qdq = Path(exp.path)
-            if "tensorrt" in r.target.formats:
-                from edgekd.export.tensorrt import make_tensorrt_ready
-
-                make_tensorrt_ready(qdq)
+            # TensorRT rewrite in place, and the QONNX (verify checks it: qonnx's executor is too slow for a
+            # second check here)
+            tail = int8_tail(Path(exp.path), spec, out_dir)
             if "onnx" not in formats:
                 continue
-        elif fmt == "qonnx":  # verify checks it (qonnx's executor is too slow for a second check here)
-            from edgekd.quantize.tail import qonnx_from
-
-            exports.append(qonnx_from(r, qdq))
-            continue
         else:
             exp = export_openvino(model, sample, out_dir / "student-int8.xml")
         with runtime_for(exp.path, runtime_of(fmt), r.target.threads,
@@ -144,4 +137,4 @@ def _export(r, model, card: dict, report: dict) -> list[ExportedModel]:
                       f"{parity[exp.key]['max_abs_diff']:.3g}")
         exports.append(exp)
     report["export_vs_torch_qat"] = parity
-    return exports
+    return exports + tail

@@ -1,11 +1,11 @@
 """The on-device runner: classify or segment images with a bundle, or time it. Needs numpy, Pillow and the
 bundle's runtime (onnxruntime or openvino); never torch or timm.
 
-    python -m edgekd.run BUNDLE image.jpg [more.jpg ...] [--top 3] [--json]
-    python -m edgekd.run BUNDLE image.jpg ... --out masks/     (segmentation bundles: one PNG mask per image)
-    python -m edgekd.run BUNDLE --bench [--iters 200]
+    python -m edgekd.device_runner BUNDLE image.jpg [more.jpg ...] [--top 3] [--json]
+    python -m edgekd.device_runner BUNDLE image.jpg ... --out masks/     (segmentation bundles: one PNG mask per image)
+    python -m edgekd.device_runner BUNDLE --bench [--iters 200]
 
-    python -m edgekd.run BUNDLE ... --expect DIGEST [--key builder.pub]   (refuse any other manifest)
+    python -m edgekd.device_runner BUNDLE ... --expect DIGEST [--key builder.pub]   (refuse any other manifest)
 
 BUNDLE is the bundle folder or its .tar.gz (extracted safely to a temporary folder). Before any model is loaded
 the bundle passes the same checks as `edgekd verify-bundle` (short of replaying the samples): the manifest's
@@ -116,7 +116,7 @@ def bench(rt, pre: Preprocess, iters: int, warmup: int = 10) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m edgekd.run", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m edgekd.device_runner", description=__doc__.splitlines()[0])
     ap.add_argument("bundle", type=Path)
     ap.add_argument("images", type=Path, nargs="*")
     ap.add_argument("--model", help="model file in the bundle (default: the manifest's recommended one)")
@@ -171,12 +171,13 @@ def main(argv: list[str] | None = None) -> int:
     except EdgeKDError as exc:
         if args.debug:
             raise
-        print(f"edgekd.run: error: {exc}", file=sys.stderr)
+        print(f"edgekd.device_runner: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except Exception as exc:  # noqa: BLE001 - one line unless --debug
         if args.debug:
             raise
-        print(f"edgekd.run: internal error: {type(exc).__name__}: {exc} (rerun with --debug)", file=sys.stderr)
+        print(f"edgekd.device_runner: internal error: {type(exc).__name__}: {exc} (rerun with --debug)",
+              file=sys.stderr)
         return 1
 
 
