@@ -55,7 +55,7 @@ def main() -> None:
     import os
 
     from edgekd._deps import tool_versions
-    from edgekd.bench.system import system_info
+    from edgekd.bench.system import row_machines, system_info
     from edgekd.config import load_recipe, make_config
     from edgekd.pipeline import run
     from edgekd.targets import load_target
@@ -79,10 +79,13 @@ def main() -> None:
                          "test_top1": card["test_top1"], "test_macro_f1": card["test_macro_f1"],
                          "teachers": [(t["arch"], t["test_top1"]) for t in r.results["teacher"].teachers],
                          "s_per_epoch": statistics.median(h["train_seconds"] for h in hist),
-                         "wall_s": time.time() - t0})
+                         "wall_s": time.time() - t0, "machine": system_info()})
             args.out.mkdir(parents=True, exist_ok=True)
+            # each row keeps the machine that measured it: an invocation with --runs / --seeds adds rows to those
+            # of earlier ones, which may have run elsewhere
             out_json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows,
-                                            "versions": tool_versions(), "machine": system_info()}, indent=2))
+                                            "versions": tool_versions(),
+                                            **row_machines(rows, lambda x: f"{x['run']}-s{x['seed']}")}, indent=2))
     print_table(rows)
     print(f"\nwritten {out_json}")
 

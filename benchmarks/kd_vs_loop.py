@@ -160,8 +160,9 @@ def edgekd_run(key: str, seed: int, epochs: int, work: Path) -> dict:
 # ---------------------------------------------------------------- table
 
 def machine_key(cell: dict) -> str:
-    m = cell.get("machine") or {}
-    return f"{m.get('cpu')}|{','.join(m.get('isa') or [])}|{m.get('usable_cpus')}"
+    from edgekd.bench.system import machine_key as key
+
+    return key(cell.get("machine"))
 
 
 def summarise(cells: list[dict]) -> dict:

@@ -49,8 +49,14 @@ class Table:
 # ---------------------------------------------------------------- the machine line
 
 def machine_of(doc: dict) -> str:
-    """One phrase naming the machine of one result JSON, or saying honestly that it was not recorded."""
+    """One phrase naming the machine of one result JSON, or saying honestly that it was not recorded; rows measured
+    on different machines (``row_machines``, edgekd.bench.system.row_machines) name each machine with its rows."""
     rec = doc.get("machine") or doc.get("system")
+    if not rec and doc.get("row_machines"):
+        return "machines differ by row: " + "; ".join(
+            f"{', '.join(g['rows'])} on " + (machine_of({"machine": g["machine"]})[len("machine: "):]
+                                              if g.get("machine") else "a machine not recorded")
+            for g in doc["row_machines"])
     if not rec:
         cpu = (doc.get("versions") or {}).get("cpu")
         return ("machine not recorded" + (f" (the JSON's library versions name the CPU only: {cpu}; ISA flags "

@@ -159,3 +159,26 @@ def test_check_cli_exit_code(rt, tmp_path):
     (tmp_path / other).write_text((tmp_path / other).read_text() + "\n" + block + "\n")
     first, second = sorted((holder, other), key=files.index)
     assert check() == (1, [f"{first}, {second}: table 'kd_vs_scratch' appears 2 times; keep it in one file"])
+
+
+def test_rows_from_several_machines_name_each_machine_with_its_rows(rt, tmp_path):
+    """A benchmark that adds rows over several invocations (distill_cifar10 --runs/--seeds) keeps each row's
+    machine: one record when all agree, else every machine with its rows, and old rows without one said so."""
+    from edgekd.bench.system import row_machines
+
+    other = {**MACHINE, "cpu": "Other CPU", "isa": ["avx2"]}
+    rows = kd_doc()["rows"]
+    label = lambda r: f"{r['loss']}-s{r['seed']}"  # noqa: E731
+    assert row_machines([{**r, "machine": MACHINE} for r in rows], label) == {"machine": MACHINE}
+    mixed = [{**rows[0], "machine": MACHINE}, {**rows[1], "machine": other}, {**rows[2], "machine": MACHINE},
+             rows[3]]
+    got = row_machines(mixed, label)
+    assert "machine" not in got
+    assert [(g["rows"], (g["machine"] or {}).get("cpu")) for g in got["row_machines"]] == [
+        (["ce-s0", "ce-s1"], "Fake CPU 9000"), (["kd-s0"], "Other CPU"), (["kd-s1"], None)]
+    (tmp_path / "kd_vs_scratch.json").write_text(json.dumps({**kd_doc(), **got}))
+    first = rt.render("kd_vs_scratch", tmp_path).splitlines()[0]
+    assert first.startswith("Machines differ by row: ce-s0, ce-s1 on Fake CPU 9000, 2 usable CPUs, ISA flags avx2, "
+                            "avx512_vnni (not: "), first
+    assert "; kd-s0 on Other CPU, 2 usable CPUs, ISA flags avx2 (not: " in first
+    assert first.split("; ")[-2] == "kd-s1 on a machine not recorded", first

@@ -86,3 +86,25 @@ def system_info() -> dict:
         pass
     info["versions"] = tool_versions()
     return info
+
+
+def machine_key(rec: dict | None) -> str:
+    """What makes two machine records (``system_info()``) the same machine for timing: CPU model, ISA flags and
+    usable CPUs ("" for no record)."""
+    if not rec:
+        return ""
+    return f"{rec.get('cpu')}|{','.join(rec.get('isa') or [])}|{rec.get('usable_cpus')}"
+
+
+def row_machines(rows: list[dict], label) -> dict:
+    """The machine fields of a result JSON whose rows were measured in several invocations, each row carrying its
+    own ``machine`` record (or none: measured before rows recorded one): ``{"machine": record}`` when every row has
+    the same one, else ``{"row_machines": [{"rows": [label(row), ...], "machine": record or None}, ...]}``, so a
+    table never names one machine for rows another one measured."""
+    groups: dict[str, dict] = {}
+    for r in rows:
+        g = groups.setdefault(machine_key(r.get("machine")), {"rows": [], "machine": r.get("machine")})
+        g["rows"].append(label(r))
+    if len(groups) == 1 and rows and rows[0].get("machine"):
+        return {"machine": rows[0]["machine"]}
+    return {"row_machines": list(groups.values())}
