@@ -105,6 +105,13 @@ def _plt():
     return plt
 
 
+def _save(plt, fig, out: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(out, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return out
+
+
 def plot_latency(points: list[Point], out: Path) -> Path | None:
     pts = [p for p in points if p.latencies_ms]
     if not pts:
@@ -116,10 +123,7 @@ def plot_latency(points: list[Point], out: Path) -> Path | None:
     ax.set_xscale("log")
     ax.set_xlabel("latency per call, ms (log scale; box: p25-p75, line: median)")
     ax.set_title("Latency distribution (measured, every timed call)")
-    fig.tight_layout()
-    fig.savefig(out, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return out
+    return _save(plt, fig, out)
 
 
 def plot_pareto(points: list[Point], out: Path) -> Path | None:
@@ -143,10 +147,7 @@ def plot_pareto(points: list[Point], out: Path) -> Path | None:
     ax.set_ylabel("top-1 %")
     ax.set_title("Accuracy vs speed across runs and targets")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return out
+    return _save(plt, fig, out)
 
 
 def plot_energy(points: list[Point], out: Path) -> Path | None:
@@ -164,10 +165,7 @@ def plot_energy(points: list[Point], out: Path) -> Path | None:
             b.set_edgecolor("C0")
     ax.set_xlabel("energy per frame, mJ (hatched: estimated energy; solid: read from a meter)")
     ax.tick_params(axis="y", labelsize=8)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return out
+    return _save(plt, fig, out)
 
 
 def _estimated(how: str) -> str:
