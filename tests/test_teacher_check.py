@@ -133,3 +133,28 @@ def test_report_md_states_the_check():
     assert "scored 99.00 validation top1, better than" in _teacher_check({**rec, "teacher_val": 99.0,
                                                                          "teacher_better": True})
     assert _teacher_check(None) == "" and _teacher_check({}) == ""
+
+
+def test_teacher_score_of_a_segmentation_teacher_reads_the_masks_at_the_view_size(tmp_path):
+    """Segmentation (the CrackForest benchmark failed here): the masks are files at their native size (96 x 64),
+    the view is smaller; the teacher is scored against the masks the loader yields, pixel by pixel."""
+    import numpy as np
+
+    from edgekd.data import load_data
+    from edgekd.data.torchdata import loader
+    from edgekd.distill.engine import teacher_score
+    from edgekd.distill.trainer import Teaching
+
+    from .segdata import make_seg_folder
+
+    data = load_data(str(make_seg_folder(tmp_path / "seg", n=24)), 32, 0.25, task="segment")
+    va = loader(data.val, data.preprocess, 4, shuffle=False)
+
+    def background(x):  # every pixel "background": IoU of background = its pixel share, crack IoU 0
+        return torch.stack([torch.ones_like(x[:, 0]), torch.zeros_like(x[:, 0])], 1) * 5
+
+    batches = [(x, y.numpy()) for x, y, *_ in va]
+    masks = np.concatenate([y for _, y in batches])
+    assert masks.shape[1:] == tuple(batches[0][0].shape[2:]) != (64, 96) and 0 < masks.mean() < 1
+    expected = 100 * (masks == 0).mean() / 2
+    assert teacher_score(Teaching([background]), va, "miou") == pytest.approx(expected)

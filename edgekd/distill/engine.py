@@ -180,18 +180,26 @@ LABELS_ONLY = {"classify": "ce", "segment": "dice_ce"}
 def teacher_score(teaching: Teaching, val_dl, metric: str) -> float:
     """The validation score of the teachers as the student is taught: their prior-weighted mean probability (one
     teacher: its own logits). ``val_dl`` yields batches in the teachers' source view."""
-    import numpy as np
-
+    from edgekd.distill.seg_metrics import confusion, seg_scores
     from edgekd.distill.trainer import score
 
     prior = teaching.prior if teaching.prior is not None else torch.ones(len(teaching.teachers))
-    out = []
-    for x, *_ in val_dl:
+    # the truth is what the loader yields beside each batch: a segmentation split's masks come resized to the view
+    # (the dataset's own masks are files at their native size); masks go into a confusion matrix batch by batch,
+    # as trainer.evaluate scores the student
+    out, truth, conf = [], [], None
+    for x, y, *_ in val_dl:
         probs = [t(x).float().softmax(1) for t in teaching.teachers]
-        out.append(torch.log(sum(w * p for w, p in zip(prior.tolist(), probs, strict=True)) + 1e-12).cpu())
-    targets = val_dl.dataset.src
-    truth = targets.masks if getattr(targets, "masks", None) is not None else targets.labels
-    return score(metric, torch.cat(out).numpy(), np.asarray(truth))
+        logp = torch.log(sum(w * p for w, p in zip(prior.tolist(), probs, strict=True)) + 1e-12).cpu()
+        if logp.ndim == 4:
+            c = confusion(logp.argmax(1).numpy(), y.numpy(), logp.shape[1])
+            conf = c if conf is None else conf + c
+        else:
+            out.append(logp)
+            truth.append(y)
+    if conf is not None:
+        return seg_scores(conf)["miou"]
+    return score(metric, torch.cat(out).numpy(), torch.cat(truth).numpy())
 
 
 def teacher_check(student: nn.Module, teaching: Teaching, data: DataSplits, cfg: RunConfig, base, train_dl,
