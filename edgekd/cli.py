@@ -299,8 +299,8 @@ def export(
     checkpoint: Path = typer.Argument(..., help="student.safetensors written by distill (with its .json card)."),
     fmt: list[str] = typer.Option(["onnx", "openvino"], "--format", help="onnx | openvino (repeatable)."),
     out: Path = typer.Option(Path("export"), help="Output folder."),
-    onnx_exporter: str = typer.Option("torchscript", "--onnx-exporter",
-                                      help="torchscript (opset 17) | dynamo (torch.export, opset 18; slower)."),
+    onnx_exporter: str = typer.Option("dynamo", "--onnx-exporter",
+                                      help="dynamo (torch.export, opset 18) | torchscript (legacy, opset 17; faster)."),
 ) -> None:
     """Export a checkpoint to FP32 ONNX and the other formats derived from it."""
     import torch

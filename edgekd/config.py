@@ -168,9 +168,9 @@ class RunConfig(BaseModel):
         "default: the architecture's own (2 for most)")
     onnx_exporter: Literal["torchscript", "dynamo"] | None = Field(
         default=None, description="which torch exporter writes the FP32 ONNX every other format derives from: "
-        "torchscript (the default: opset 17, module-path node names) or dynamo (torch.export + onnxscript, opset "
-        "18; 4-14 s per export instead of under 1 s here, and node names such as node_Conv_12, which "
-        "quant_ignored_scope then has to match; see docs/export.md)")
+        "dynamo (the default: torch.export + onnxscript, opset 18; 4-14 s per export here) or torchscript (the "
+        "legacy exporter, opset 17, under 1 s per export). Both name nodes by module path "
+        "(/layer1/layer1.0/conv1/Conv), which quant_ignored_scope matches; see docs/export.md")
     teacher_check: NonNegativeInt | None = Field(
         default=None, description="epochs of a labels-only probe student whose best validation score the teacher "
         "must beat before distilling (one warning line when it does not; the student itself is untouched). 0 = off. "

@@ -1,8 +1,8 @@
-"""The FP32 ONNX graph is written by the TorchScript exporter (opset 17) unless the dynamo exporter (torch.export
-+ onnxscript, opset 18) is asked for; the dynamo graph keeps what ``export_torch`` guarantees downstream
-(input/output names, the symbolic batch axis, metadata, the pooling op the FPGA list knows, one file); when the
-dynamo exporter raises, the TorchScript exporter writes it after a one-line note; opsets below 18 always use the
-TorchScript exporter; a run chooses with ``onnx_exporter``."""
+"""The FP32 ONNX graph is written by the dynamo exporter (torch.export + onnxscript, opset 18) unless the legacy
+TorchScript exporter (opset 17) is asked for; the dynamo graph keeps what ``export_torch`` guarantees downstream
+(input/output names, the symbolic batch axis, metadata, the pooling op the FPGA list knows, one file, the
+TorchScript exporter's module-path node names); when the dynamo exporter raises, the TorchScript exporter writes it
+after a one-line note; opsets below 18 always use the TorchScript exporter; a run chooses with ``onnx_exporter``."""
 
 import numpy as np
 import onnx
@@ -65,16 +65,62 @@ def both(tmp_path_factory):
                  for ex in ("dynamo", "torchscript")}
 
 
-def test_default_is_torchscript_at_17_and_dynamo_on_request_at_18(tmp_path, capsys):
-    assert onnx_mod.EXPORTER == "torchscript"
+def test_default_is_dynamo_at_18_and_torchscript_on_request_at_17(tmp_path, capsys):
+    assert onnx_mod.EXPORTER == "dynamo"
     d = export_torch(tiny(), torch.zeros(1, 3, 16, 16), tmp_path / "d.onnx", META)
-    assert _props(d)[EXPORTER_KEY] == "torchscript"
-    assert next(o.version for o in onnx.load(str(d)).opset_import if o.domain in ("", "ai.onnx")) == 17
-    d.unlink()
-    p = export_torch(tiny(), torch.zeros(1, 3, 16, 16), tmp_path / "m.onnx", META, exporter="dynamo")
-    assert _props(p)[EXPORTER_KEY] == "dynamo"
+    assert _props(d)[EXPORTER_KEY] == "dynamo"
+    assert next(o.version for o in onnx.load(str(d)).opset_import if o.domain in ("", "ai.onnx")) == 18
     assert "exporter failed" not in capsys.readouterr().err
-    assert sorted(x.name for x in tmp_path.iterdir()) == ["m.onnx"]  # one self-contained file, nothing left over
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["d.onnx"]  # one self-contained file, nothing left over
+    p = export_torch(tiny(), torch.zeros(1, 3, 16, 16), tmp_path / "t.onnx", META, exporter="torchscript")
+    assert _props(p)[EXPORTER_KEY] == "torchscript"
+    assert next(o.version for o in onnx.load(str(p)).opset_import if o.domain in ("", "ai.onnx")) == 17
+
+
+class Inner(nn.Module):
+    """A Sequential inside a Sequential, a module called twice, a BatchNorm the exporter folds into a Conv."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Sequential(nn.Conv2d(4, 4, 1), nn.ReLU(), nn.Sequential(nn.Conv2d(4, 4, 1)))
+        self.act, self.c, self.bn = nn.ReLU(), nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4)
+
+    def forward(self, x):
+        return self.act(self.bn(self.c(self.act(self.fc(x))))) + x
+
+
+class Nested(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 1)
+        self.blocks = nn.ModuleList([nn.Sequential(Inner(), Inner())])
+        self.head = nn.Linear(4, 5)
+
+    def forward(self, x):
+        x = self.stem(x)
+        for b in self.blocks:
+            x = b(x)
+        return self.head(x.mean((2, 3)))
+
+
+def test_dynamo_nodes_carry_the_torchscript_module_path_names(tmp_path):
+    """quant_ignored_scope patterns are written against node names: the dynamo graph's (``node_Conv_17`` as the
+    exporter writes them) are renamed to the TorchScript exporter's module paths, the same strings node for node."""
+    net = Nested().eval()
+    with torch.no_grad():
+        net.blocks[0][0].bn.running_mean.uniform_(-1, 1)
+    kept = ("Conv", "Gemm", "Relu", "Add")
+
+    def names(ex):
+        p = export_torch(net, torch.zeros(1, 3, 8, 8), tmp_path / f"{ex}.onnx", {}, exporter=ex)
+        assert _props(p)[EXPORTER_KEY] == ex
+        return sorted(n.name for n in onnx.load(str(p)).graph.node if n.op_type in kept)
+
+    dyn = names("dynamo")
+    assert dyn == names("torchscript")
+    assert {"/stem/Conv", "/blocks.0/blocks.0.0/fc/fc.2/fc.2.0/Conv", "/blocks.0/blocks.0.0/c/Conv",
+            "/blocks.0/blocks.0.1/act_1/Relu", "/blocks.0/blocks.0.1/Add", "/head/Gemm"} <= set(dyn)
+    assert len(dyn) == 16  # stem, 7 per block (3 Conv, 3 Relu, Add), head
 
 
 def test_dynamo_graph_keeps_the_guarantees(both):

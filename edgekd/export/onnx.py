@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import io
 import json
@@ -20,18 +21,17 @@ from edgekd.export.base import EXPORTERS
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
 
 # Which torch exporter writes the FP32 graph (chosen here, in export_torch; recorded in the graph's metadata as
-# ``edgekd.onnx_exporter``; a run chooses with ``onnx_exporter:``). "dynamo" is torch.onnx.export(dynamo=True):
-# torch.export + onnxscript, torch's supported exporter (the TorchScript one is legacy and warns so since torch 2.9);
-# it exports every student edgekd ships with the same outputs (benchmarks/onnx_exporters.py, docs/export.md). It
-# is not yet the default, for two measured reasons: each export takes 4-14 s instead of 0.2-0.8 s (a run exports in
-# its pre-flight, export and bench stages), and its node names (``node_Conv_12``) differ from the TorchScript
-# exporter's module paths (``/layer1/layer1.0/conv1/Conv``), which users' ``quant_ignored_scope`` patterns match.
-# "torchscript" (dynamo=False) stays the default and is the only choice (1) below opset DYNAMO_MIN_OPSET, which
-# the dynamo exporter cannot write, and (2) for NNCF's QAT model (quantize/qat_export.py: torch.export fails on
-# NNCF's quantizer hooks, and its Q/DQ export mode is a TorchScript symbolic); (3) it is also the fallback, with a
-# one-line note, for any model on which the dynamo exporter raises.
+# ``edgekd.onnx_exporter``; a run may choose with ``onnx_exporter:``). The default is "dynamo",
+# torch.onnx.export(dynamo=True): torch.export + onnxscript, torch's supported exporter (the TorchScript one is
+# legacy and warns so since torch 2.9). Its graph has the same outputs on every student edgekd ships, fewer nodes
+# and fewer ops an FPGA list lacks, and, renamed here, the TorchScript exporter's module-path node names that
+# ``quant_ignored_scope`` patterns match (benchmarks/onnx_exporters.py, docs/export.md). It costs time: 4-14 s
+# per export where the TorchScript exporter takes 0.2-0.8 s. The legacy TorchScript exporter (dynamo=False) is
+# kept only (1) for NNCF's QAT model (quantize/qat_export.py: torch.export fails on NNCF's quantizer hooks, and its
+# Q/DQ export mode is a TorchScript symbolic), (2) below opset DYNAMO_MIN_OPSET, which the dynamo exporter cannot
+# write, and (3) as the fallback, with a one-line note, for a model on which the dynamo exporter raises.
 ONNX_EXPORTERS = ("dynamo", "torchscript")
-EXPORTER = "torchscript"
+EXPORTER = "dynamo"
 TORCHSCRIPT_OPSET = 17
 DYNAMO_MIN_OPSET = 18
 EXPORTER_KEY = "edgekd.onnx_exporter"
@@ -55,7 +55,7 @@ def export_torch(model, sample, out: Path, metadata: dict, opset: int | None = N
         sample: an input tensor of the exported shape (batch 1).
         out: the ``.onnx`` file to write.
         metadata: written into ``metadata_props`` (non-strings as JSON).
-        opset: the ONNX opset (None: 17 for the TorchScript exporter, 18 for the dynamo one); below 18 the
+        opset: the ONNX opset (None: 18 for the dynamo exporter, 17 for the TorchScript one); below 18 the
             TorchScript exporter is used (the dynamo one cannot write it).
         dynamic_batch: batch as a symbolic dimension (else the sample's batch size).
         simplify: run onnxslim (constant folding, dead-node removal, op fusions) on the exported graph.
@@ -170,6 +170,7 @@ def _normalise_dynamo(proto) -> None:
 
     g = proto.graph
     inits = {i.name: i for i in g.initializer}
+    _module_path_names(g, {i.name for i in g.initializer})
     for n in g.node:
         group = next((a.i for a in n.attribute if a.name == "group"), 1)
         if (n.op_type == "Conv" and n.domain in ("", "ai.onnx") and group > 1 and len(n.input) == 2
@@ -213,9 +214,62 @@ def _normalise_dynamo(proto) -> None:
         g.initializer.remove(i)
 
 
+SCOPES_KEY = "pkg.torch.onnx.name_scopes"  # the dynamo exporter's per-node module path, root first, FX node last
+WEIGHT_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+
+def _module_path_names(g, initializers: set[str]) -> None:
+    """Rename the dynamo exporter's nodes (``node_Conv_12``) after the modules that made them, as the TorchScript
+    exporter names them (``/layer1/layer1.0/conv1/Conv``, ``/blocks.0/blocks.0.0/fc/fc.0/Conv``, a module's second
+    call ``act_1``, a second op of one type in one scope ``Add_1``), so ``quant_ignored_scope`` patterns written
+    against either exporter's graph match. The path comes from each node's ``pkg.torch.onnx.name_scopes``; a Conv
+    with a BatchNorm folded into it carries the BatchNorm's path there, so a weighted op whose weight is a
+    ``<module>.weight`` initializer takes that module instead. Nodes without a recorded path keep their names."""
+    used = {n.name for n in g.node}
+    counts: dict[str, int] = {}
+    calls: dict[tuple[str, ...], int] = {}  # (caller's components..., module) -> times entered so far
+    prev: list[str] = []
+    renames = []
+    for n in g.node:
+        md = {e.key: e.value for e in n.metadata_props}
+        try:
+            paths = [p for p in ast.literal_eval(md[SCOPES_KEY])[:-1] if p]  # a Python list literal
+        except (KeyError, ValueError, TypeError, SyntaxError):
+            continue
+        weight = n.input[1] if n.op_type in WEIGHT_OPS and len(n.input) > 1 else ""
+        if weight.endswith(".weight") and weight in initializers:
+            owner = weight[: -len(".weight")]
+            paths = [p for p in paths if owner.startswith(p + ".")] + [owner]
+        parts: list[str] = []
+        parent = ""
+        for i, path in enumerate(paths):
+            rel = path[len(parent) + 1:] if parent and path.startswith(parent + ".") else path
+            part = f"{parts[-1]}.{rel}" if rel.isdigit() and parts else rel
+            key = (*parts, part)
+            entered = paths[: i + 1] != prev[: i + 1]  # a new call of this module (not the one still running)
+            if entered:
+                calls[key] = calls.get(key, -1) + 1
+            k = calls.get(key, 0)
+            parts.append(f"{part}_{k}" if k else part)
+            parent = path
+        prev = paths
+        base = "/" + "/".join([*parts, n.op_type])
+        k = counts.get(base, 0)
+        name = base if k == 0 else f"{base}_{k}"
+        while name in used and name != n.name:
+            k += 1
+            name = f"{base}_{k}"
+        counts[base] = k + 1
+        renames.append((n, name))
+    for n, name in renames:
+        used.discard(n.name)
+        n.name = name
+        used.add(name)
+
+
 def _export_torchscript(model, sample, raw: Path | None, opset: int, dynamic_batch: bool):
     """torch.onnx.export(dynamo=False), the legacy TorchScript exporter (its deprecation warning silenced: edgekd
-    uses it only where the dynamo exporter cannot serve, see EXPORTER)."""
+    uses it only where the dynamo exporter cannot serve, see EXPORTER above)."""
     import onnx
     import torch
 
