@@ -84,6 +84,8 @@ def preflight(r: Run) -> None:
             mine = [p.teacher for p in cfg.features if p.teacher_index == k]
             if mine and kinds[k] != "onnx":
                 FeatureTap(create_timm(parse_spec(t.spec)[1], 2), mine, ["auto"] * len(mine), f"teacher {t.spec}")
+    if cfg.task != "segment":  # scan the folder (r.data is kept for the stages): an empty class, no readable
+        r.data  # noqa: B018  image or too few for a split fails now, before the student's export below
     from edgekd.export.preflight import preflight_student
 
     # the untrained student through the target's runtimes: an op they refuse fails now, not after training
