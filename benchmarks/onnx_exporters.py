@@ -8,10 +8,12 @@ times (median; both exporters are warmed up once on a tiny network first, so tor
 is not in any row), the exporter that actually wrote the graph (``edgekd.onnx_exporter``; a dynamo row that fell
 back says so and why), opset, node count, file size, max |diff| against PyTorch on 4 random normal images (batch
 4 through the dynamic batch axis) in ONNX Runtime and in OpenVINO (``openvino.convert_model`` of the ONNX file,
-CPU), max |diff| between the two exporters' graphs in ONNX Runtime, ONNX Runtime's p50 latency at batch 1 on one
-thread, and edgekd's op pre-flight (``check_graph``) for cpu-x86, jetson-orin-nano and fpga-zu. For ``--ptq``
-(one student): NNCF PTQ of each exporter's graph (``quantize_onnx``, symmetric ``performance`` preset, 16 random
-calibration images), the TensorRT rewrite + Q/DQ check and the QONNX conversion of the int8 graph.
+CPU), max |diff| between the two exporters' graphs in ONNX Runtime, how many of the graph's Conv, Gemm, MatMul
+and activation node names the other exporter's graph has too (``quant_ignored_scope`` matches names), ONNX
+Runtime's p50 latency at batch 1 on one thread, and edgekd's op pre-flight (``check_graph``) for cpu-x86,
+jetson-orin-nano and fpga-zu. For ``--ptq`` (one student): NNCF PTQ of each exporter's graph (``quantize_onnx``,
+symmetric ``performance`` preset, 16 random calibration images), the TensorRT rewrite + Q/DQ check and the QONNX
+conversion of the int8 graph.
 
 Prints a Markdown table and writes benchmarks/results/onnx_exporters.json.
 """
@@ -34,6 +36,8 @@ STUDENTS = (("mobilenetv3_small_100", None), ("mobilenetv3_small_100", 1), ("eff
             ("mobilevit_xxs", None), ("resnet18", None), ("unet_plain16", None), ("unet_mobilenetv3_large_100", None))
 EXPORTERS = ("torchscript", "dynamo")
 TARGETS = ("cpu-x86", "jetson-orin-nano", "fpga-zu")
+# node types whose names quant_ignored_scope patterns usually match: the dynamo graph's must be the TorchScript one's
+NAMED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Relu", "Add", "Mul", "HardSwish", "Sigmoid", "Softmax")
 
 
 def _label(arch: str, stem: int | None) -> str:
@@ -137,7 +141,7 @@ def run_student(arch: str, stem: int | None, size: int, repeats: int, ort_runs: 
     with torch.no_grad():
         ref = model(torch.from_numpy(x)).numpy()
     sample = torch.zeros(1, 3, size, size)
-    rows, outs = [], {}
+    rows, outs, names = [], {}, {}
     for exporter in EXPORTERS:
         path = tmp / f"{arch}-{stem}-{exporter}.onnx"
         times = []
@@ -159,6 +163,7 @@ def run_student(arch: str, stem: int | None, size: int, repeats: int, ort_runs: 
                 onnx_mod._export_dynamo(model, sample, None, onnx_mod.DYNAMO_MIN_OPSET, True)
             except Exception as exc:  # noqa: BLE001
                 row["fallback_reason"] = onnx_mod._root_reason(exc)
+        names[exporter] = {n.name for n in g.graph.node if n.op_type in NAMED_OPS}
         out, row["ort_ms_p50"] = _ort(path, x, ort_runs)
         outs[exporter] = out
         row["max_abs_diff_torch"] = float(np.abs(out - ref).max())
@@ -176,6 +181,8 @@ def run_student(arch: str, stem: int | None, size: int, repeats: int, ort_runs: 
     diff = float(np.abs(outs["dynamo"] - outs["torchscript"]).max())
     for r in rows:
         r["max_abs_diff_other_exporter"] = diff
+        mine, other = names[r["exporter"]], names[next(e for e in EXPORTERS if e != r["exporter"])]
+        r["named_nodes"], r["named_nodes_in_other"] = len(mine), len(mine & other)
     return rows
 
 
@@ -195,7 +202,8 @@ def _warm_up() -> None:
 
 def table(rows: list[dict]) -> str:
     lines = ["| student | exporter | export s (median) | opset | nodes | max \\|diff\\| vs torch (ORT / OpenVINO) | "
-             "vs other exporter | ORT ms p50 | pre-flight | int8 (PTQ) |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "vs other exporter | names also in other graph | ORT ms p50 | pre-flight | int8 (PTQ) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         who = r["exporter"]
         if r["written_by"] != who:
@@ -205,9 +213,10 @@ def table(rows: list[dict]) -> str:
             f"{t}: {v}" for t, v in r["preflight"].items() if v != "ok")
         q = "-" if "ptq_s" not in r else (f"cos {r['int8_cosine']:.4f}, {r['quantize_nodes']} Q, TensorRT check "
                                           f"{r['tensorrt_check']}, QONNX {r['qonnx']}")
+        same = f"{r['named_nodes_in_other']}/{r['named_nodes']}" if "named_nodes" in r else "-"
         lines.append(f"| {r['student']} | {who} | {r['export_s_median']:.2f} | {r['opset']} | {r['nodes']} | "
                      f"{r['max_abs_diff_torch']:.2g} / {ov} (max \\|out\\| {r['ref_max_abs']:.2g}) | "
-                     f"{r['max_abs_diff_other_exporter']:.2g} | {r['ort_ms_p50']:.2f} | {pre} | {q} |")
+                     f"{r['max_abs_diff_other_exporter']:.2g} | {same} | {r['ort_ms_p50']:.2f} | {pre} | {q} |")
     return "\n".join(lines)
 
 
