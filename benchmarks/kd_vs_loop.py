@@ -19,6 +19,11 @@ and the load average, and skipped on reruns (--force redoes it), so the seeds ca
 (benchmarks/results/kd_vs_loop.json) compares epoch costs only between runs measured on the same machine. Test
 top-1 is each side's own: the plain loop's torch model on the 10k test split at its last epoch; edgekd's student
 card (test split, the epoch edgekd keeps). s/epoch: median over epochs of the training time.
+
+Robustness (after the timed part of (a), (c), (d)): the run goes on through export, NNCF PTQ int8, verify and the
+robustness stage on an ONNX-Runtime-only target, scoring the teacher, the FP32 and the int8 student on 1,000
+class-balanced test images, clean and under 6 ImageNet-C corruptions x severities 1-5 (edgekd.robustness). The
+second table gives clean top-1 and mCA (mean corruption accuracy) per model, mean over seeds.
 """
 
 from __future__ import annotations
@@ -43,6 +48,22 @@ NAMES = {"a": "labels only (edgekd, loss ce, 64 px)",
          "c": "edgekd default KD (models/cifar10-resnet56.yaml)",
          "d": "edgekd best recipe (models/cifar10-resnet56-best.yaml)"}
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+ROBUST_SAMPLES = 1000  # class-balanced test images scored clean and under 6 corruptions x severities 1-5
+# robustness scoring only: ONNX Runtime FP32 + int8, int8 parity recorded but not enforced (verify must not stop
+# the chain before the corruptions are scored; the int8 figures are reported as measured)
+ROBUST_TARGET = """name: cpu-x86-onnx
+description: cpu-x86 with ONNX Runtime only, int8 parity not enforced (kd_vs_loop's robustness scoring)
+device: cpu
+arch: x86_64
+runtimes: [onnxruntime]
+formats: [onnx]
+precisions: [fp32, int8]
+bundle_precision: int8
+threads: 2
+parity:
+  fp32: {min_top1_agreement: 0.99, max_abs_diff: 0.001, max_metric_drop: 0.5}
+  int8: {min_top1_agreement: 0.0, max_metric_drop: 100.0}
+"""
 
 
 # ---------------------------------------------------------------- (b): the plain loop a user writes
@@ -149,9 +170,24 @@ def edgekd_run(key: str, seed: int, epochs: int, work: Path) -> dict:
     stage_s = time.time() - t1
     card = json.loads(Path(r.results["distill"].path).with_suffix(".json").read_text())
     hist = [h for st in card["stages"] for h in st["history"]]
-    return {"test_top1": card["test_top1"], "test_macro_f1": card["test_macro_f1"],
+    wall = time.time() - t0
+    # robustness (issue 20): the teacher, the FP32 and the int8 (NNCF PTQ) student under ImageNet-C corruptions,
+    # after the timed part; the stages from export on take the ONNX-only target below, the distill stage is reused
+    t2 = time.time()
+    (work / "target-onnx.yaml").parent.mkdir(parents=True, exist_ok=True)
+    (work / "target-onnx.yaml").write_text(ROBUST_TARGET)
+    rcfg = make_config(None, **{**values, "robustness": {"samples": ROBUST_SAMPLES}, "bench_iters": 20,
+                                "bench_warmup": 5})
+    rr = run(rcfg, load_target(str(work / "target-onnx.yaml")), work / f"{key}-s{seed}-e{epochs}", until="robustness")
+    report = rr.results["robustness"].report
+    robust = {"samples": report["samples"], "input_size": report["input_size"], "library": report["library"],
+              "corruptions": report["corruptions"], "severities": report["severities"],
+              "models": [{k: m[k] for k in ("model", "runtime", "precision", "clean", "mca", "relative",
+                                            "corruption_mean")} for m in report["models"]],
+              "wall_s": time.time() - t2}
+    return {"test_top1": card["test_top1"], "test_macro_f1": card["test_macro_f1"], "robustness": robust,
             "history": [{"epoch": h.get("epoch"), "train_seconds": h["train_seconds"]} for h in hist],
-            "wall_s": time.time() - t0, "distill_stage_s": stage_s, "stage_s_per_epoch": stage_s / epochs,
+            "wall_s": wall, "distill_stage_s": stage_s, "stage_s_per_epoch": stage_s / epochs,
             "teachers": [(t["arch"], t["test_top1"]) for t in r.results["teacher"].teachers],
             "settings": {k: values.get(k) for k in ("loss", "temperature", "alpha", "teacher_cache_views",
                                                     "image_size", "stem_stride", "val_fraction")}}
@@ -192,7 +228,47 @@ def summarise(cells: list[dict]) -> dict:
         goals["d_beats_b_by_2"] = goals["d_minus_b"] >= 2.0
     if "d" in by and by["d"]["epoch_cost_vs_a"] is not None:
         goals["d_epoch_cost_le_1.2x_a"] = by["d"]["epoch_cost_vs_a"] <= 1.2
-    return {"rows": rows, "goals": goals}
+    return {"rows": rows, "goals": goals, "robustness": summarise_robustness(cells)}
+
+
+def summarise_robustness(cells: list[dict]) -> list[dict]:
+    """Clean and mean corruption accuracy (mCA) per model, mean over the seeds that scored it: the teacher once,
+    then each edgekd run's FP32 and int8 student. The plain loop (b) is not scored (its model is not exported)."""
+    out = []
+    scored = [c for c in cells if c.get("robustness")]
+    for key in ["teacher", *"acd"]:
+        for precision in ("fp32", "int8"):
+            found = []
+            for c in scored:
+                if key != "teacher" and c["run"] != key:
+                    continue
+                for m in c["robustness"]["models"]:
+                    is_teacher = m["model"].startswith("teacher")
+                    if (key == "teacher") == is_teacher and m["precision"] == precision:
+                        found.append((c["seed"], c["run"], m))
+            if key == "teacher":  # the same teacher in every cell: its scores from one cell per seed
+                found = list({seed: (seed, run, m) for seed, run, m in found}.values())
+            if not found:
+                continue
+            cl, mca = [m["clean"] for _, _, m in found], [m["mca"] for _, _, m in found]
+            out.append({"run": key, "precision": precision, "runtime": found[0][2]["runtime"],
+                        "seeds": sorted({s for s, _, _ in found}), "clean": statistics.mean(cl),
+                        "mca": statistics.mean(mca), "mca_per_seed": mca, "relative": statistics.mean(mca) /
+                        statistics.mean(cl) if statistics.mean(cl) else None,
+                        "samples": scored[0]["robustness"]["samples"]})
+    return out
+
+
+def robustness_md(summary: dict) -> str:
+    """Clean accuracy and mCA side by side: does distillation keep the teacher's robustness better than labels?"""
+    lines = ["| model | seeds | clean top-1 % | mCA % (per seed) | mCA / clean |", "|---|---|---|---|---|"]
+    for r in summary.get("robustness", []):
+        who = "teacher ResNet-56 (ONNX)" if r["run"] == "teacher" else f"({r['run']}) {NAMES[r['run']]}"
+        rel = "-" if r["relative"] is None else f"{r['relative']:.3f}"
+        per = ", ".join(f"{v:.2f}" for v in r["mca_per_seed"])
+        lines.append(f"| {who}, {r['runtime']} {r['precision']} | {len(r['seeds'])} | {r['clean']:.2f} | "
+                     f"{r['mca']:.2f} ({per}) | {rel} |")
+    return "\n".join(lines)
 
 
 def table_md(summary: dict) -> str:
@@ -253,6 +329,8 @@ def main() -> None:
                                "machines_differ": len(machines) > 1,
                                "cells": [{k: v for k, v in c.items() if k != "history"} for c in cells]}, indent=2))
     print("\n" + table_md(summary))
+    if summary["robustness"]:
+        print("\n" + robustness_md(summary))
     print(f"\ngoals: {summary['goals']}\nwritten {out}")
 
 

@@ -43,3 +43,29 @@ def test_epoch_cost_ratio_needs_the_same_machine(kv):
     s = kv.summarise([cell("a", 0, 66.0, 10.0, cpu="X"), cell("d", 0, 70.0, 11.0, cpu="Y")])
     assert next(r for r in s["rows"] if r["run"] == "d")["epoch_cost_vs_a"] is None
     assert "d_epoch_cost_le_1.2x_a" not in s["goals"]
+
+
+def robust(models):
+    return {"samples": 1000, "models": [{"model": name, "runtime": "onnxruntime", "precision": prec, "clean": clean,
+                                         "mca": mca, "relative": mca / clean} for name, prec, clean, mca in models]}
+
+
+def test_robustness_rows_mean_over_seeds_with_the_teacher_once(kv):
+    cells = []
+    for seed, (a_mca, d_mca) in enumerate([(40.0, 50.0), (44.0, 54.0)]):
+        teacher = ("teacher resnet56", "fp32", 83.0, 60.0)
+        ca = cell("a", seed, 66.0)
+        ca["robustness"] = robust([teacher, ("student onnx-fp32", "fp32", 66.0, a_mca)])
+        cd = cell("d", seed, 70.0)
+        cd["robustness"] = robust([teacher, ("student onnx-fp32", "fp32", 70.0, d_mca),
+                                   ("student onnx-int8", "int8", 69.0, d_mca - 1)])
+        cells += [ca, cd]
+    cells.append(cell("b", 0, 72.0))  # the plain loop is not scored
+    rows = {(r["run"], r["precision"]): r for r in kv.summarise(cells)["robustness"]}
+    assert set(rows) == {("teacher", "fp32"), ("a", "fp32"), ("d", "fp32"), ("d", "int8")}
+    assert rows["teacher", "fp32"]["mca_per_seed"] == [60.0, 60.0]  # once per seed, not once per cell
+    assert rows["a", "fp32"]["mca"] == 42.0 and rows["d", "fp32"]["mca"] == 52.0
+    assert rows["d", "int8"]["mca_per_seed"] == [49.0, 53.0] and rows["d", "int8"]["seeds"] == [0, 1]
+    assert rows["d", "fp32"]["relative"] == pytest.approx(52.0 / 70.0)
+    md = kv.robustness_md(kv.summarise(cells))
+    assert "| (d) " in md and "onnxruntime int8 | 2 | 69.00 | 51.00 (49.00, 53.00) |" in md
