@@ -71,16 +71,18 @@ def build(builder: str):
     return _FirstOutput(model).eval()
 
 
-def onnx_for(builder: str, hw: str, cache: Path) -> Path:
+def onnx_for(builder: str, hw: str, cache: Path, exporter: str) -> Path:
+    """The figure's graph as edgekd's export writes it (``exporter``: the default one unless told), cached per
+    exporter: the layer counts the fit sees are those of the graphs users estimate."""
     import torch
 
     from edgekd.export.onnx import export_torch
 
     h, w = (int(x) for x in hw.split("x"))
-    out = cache / f"{builder.replace(':', '_').replace('.yaml', '')}-{hw}.onnx"
+    out = cache / exporter / f"{builder.replace(':', '_').replace('.yaml', '')}-{hw}.onnx"
     if not out.is_file():
         with torch.no_grad():
-            export_torch(build(builder), torch.zeros(1, 3, h, w), out, {})
+            export_torch(build(builder), torch.zeros(1, 3, h, w), out, {}, exporter=exporter)
     return out
 
 
@@ -104,13 +106,18 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "estimate_loo.json")
     ap.add_argument("--cache", type=Path, default=ROOT / "runs" / "estimate_onnx")
     ap.add_argument("--md", action="store_true", help="also print the Markdown tables of docs/targets.md")
+    ap.add_argument("--exporter", choices=("dynamo", "torchscript"), default=None,
+                    help="the ONNX exporter of the graphs (default: edgekd's, edgekd.export.onnx.EXPORTER)")
     args = ap.parse_args()
 
+    from edgekd.export.onnx import EXPORTER
+
+    exporter = args.exporter or EXPORTER
     from edgekd.bench.estimate import fit_params, graph_terms, load_shaped, node_costs, node_model_ms, raw_ms
 
     args.cache.mkdir(parents=True, exist_ok=True)
     terms_cache: dict = {}
-    result: dict = {"groups": {}, "skipped": []}
+    result: dict = {"exporter": exporter, "groups": {}, "skipped": []}
     for group, names in GROUPS.items():
         rows = []
         for r in load_group(names):
@@ -119,7 +126,7 @@ def main() -> None:
             try:
                 if key not in terms_cache:
                     terms_cache[key] = graph_terms(node_costs(load_shaped(onnx_for(fig.builder, fig.input,
-                                                                                    args.cache))), r["fuse"])
+                                                                                    args.cache, exporter))), r["fuse"])
             except ImportError as exc:
                 result["skipped"].append({"target": r["target"], "model": fig.model, "why": f"cannot import: {exc}"})
                 continue
