@@ -299,14 +299,17 @@ def export(
     checkpoint: Path = typer.Argument(..., help="student.safetensors written by distill (with its .json card)."),
     fmt: list[str] = typer.Option(["onnx", "openvino"], "--format", help="onnx | openvino (repeatable)."),
     out: Path = typer.Option(Path("export"), help="Output folder."),
-    onnx_exporter: str = typer.Option("dynamo", "--onnx-exporter",
-                                      help="dynamo (torch.export, opset 18) | torchscript (legacy, opset 17; faster)."),
+    onnx_exporter: str | None = typer.Option(None, "--onnx-exporter", help="dynamo (default: torch.export, opset "
+                                             "18) | torchscript (legacy, opset 17; faster)."),
 ) -> None:
     """Export a checkpoint to FP32 ONNX and the other formats derived from it."""
+    from edgekd.export.onnx import ONNX_EXPORTERS, export_torch
+
+    if onnx_exporter is not None and onnx_exporter not in ONNX_EXPORTERS:  # before the checkpoint is loaded
+        raise ConfigError(f"--onnx-exporter {onnx_exporter!r}: choose {' or '.join(ONNX_EXPORTERS)}")
     import torch
 
     from edgekd.export.catalog import get_exporter
-    from edgekd.export.onnx import export_torch
     from edgekd.models.factory import load_checkpoint
 
     model, card = load_checkpoint(checkpoint)

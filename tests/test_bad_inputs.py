@@ -85,6 +85,8 @@ CASES = [
     ("unknown option", ["compress", "--frobnicate"], 2, "No such option: --frobnicate"),
     ("option value not a number", ["compress", "--epochs", "abc"], 2, "Invalid value for '--epochs'"),
     ("missing argument", ["export"], 2, "Missing argument 'checkpoint'"),
+    ("export: unknown ONNX exporter", ["export", "{tmp}/precious.txt", "--onnx-exporter", "jit"], 2,
+     "--onnx-exporter 'jit': choose dynamo or torchscript"),
     ("unknown command", ["frobnicate"], 2, "No such command 'frobnicate'"),
     # a bad value is blamed on where it came from: the flag, not the recipe beside it
     ("bad flag value beside a recipe", ["distill", "--recipe", "{tmp}/ok.yaml", "--epochs", "0", "--out",
