@@ -48,13 +48,19 @@ def clear_run_dir(root: Path) -> list[str]:
     return kept
 
 
+def check_run_dir(root: Path) -> None:
+    """The run folder can be used: absent, empty, or an edgekd run. Reads only; :func:`run` calls it before the
+    pre-flight (which exports the untrained student), so a wrong --out fails in a second."""
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"--out {root} exists and is not a folder")
+    if root.is_dir() and any(root.iterdir()) and not (root / "run.json").is_file():
+        raise ConfigError(f"--out {root} exists and is not an edgekd run folder; choose another --out")
+
+
 def prepare_run_dir(root: Path, overwrite: bool) -> None:
     """Create or reuse a run folder; never delete anything that is not an edgekd run."""
     marker = root / "run.json"
-    if root.exists() and not root.is_dir():
-        raise ConfigError(f"--out {root} exists and is not a folder")
-    if root.is_dir() and any(root.iterdir()) and not marker.is_file():
-        raise ConfigError(f"--out {root} exists and is not an edgekd run folder; choose another --out")
+    check_run_dir(root)
     if overwrite and marker.is_file():
         kept = clear_run_dir(root)
         if kept:
@@ -184,6 +190,8 @@ def run(cfg: RunConfig, target: Target, root: Path, overwrite: bool = False, unt
     from edgekd.stages.preflight import preflight
 
     given = cfg
+    if rank() == 0:
+        check_run_dir(root)
     cfg = resolve(cfg, target.device)  # the task's defaults, written to run.json as used
     r = Run(cfg, target, root)
     if cfg.budget_ms is not None or cfg.budget_fps is not None:  # the student for the budget, before any training

@@ -63,6 +63,26 @@ def test_overwrite_removes_only_what_edgekd_wrote(tmp_path, capsys):
     assert "kept 3 entries edgekd did not write" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("kind", ["file", "foreign folder"])
+def test_a_wrong_out_fails_before_the_preflight(tmp_path, monkeypatch, kind):
+    """--out a file, or a folder that is not a run: one ConfigError before any data is read or model exported."""
+    from edgekd.config import RunConfig
+    from edgekd.errors import ConfigError
+    from edgekd.stages import preflight
+    from edgekd.targets import load_target
+
+    root = tmp_path / "out"
+    if kind == "file":
+        root.write_text("mine")
+    else:
+        root.mkdir()
+        (root / "photo.jpg").write_bytes(b"jpg")
+    monkeypatch.setattr(preflight, "preflight", lambda r: pytest.fail("the pre-flight ran before --out was checked"))
+    with pytest.raises(ConfigError, match="not a folder" if kind == "file" else "not an edgekd run folder"):
+        pipeline.run(RunConfig(data="builtin:shapes10"), load_target("cpu-x86"), root)
+    assert (root.read_text() == "mine") if kind == "file" else ((root / "photo.jpg").read_bytes() == b"jpg")
+
+
 def _fit(workdir, epochs):
     from edgekd.data import load_data
     from edgekd.data.torchdata import loader
