@@ -368,8 +368,8 @@ TABLES: dict[str, Table] = {
     "bench_vs_benchmark_app": Table(("bench_vs_benchmark_app.json",), bench_vs_benchmark_app),
     "qad_cifar10": Table(("qad_cifar10.json",), qad_cifar10),
     "estimate_loo_summary": Table(("estimate_loo.json",), estimate_loo_summary,
-                                  f"{NOTHING_TIMED} (a fit to published figures; their boards are in the table "
-                                  f"below)"),
+                                  f"{NOTHING_TIMED} (a fit to published figures; each figure, its board and "
+                                  f"source: docs/targets.md)"),
     "estimate_loo_figures": Table(("estimate_loo.json",), estimate_loo_figures,
                                   f"{NOTHING_TIMED} (each row: a published figure and its leave-one-out estimate)"),
     "fpga_estimate": Table(("fpga_estimate.json",), fpga_estimate,
