@@ -267,7 +267,7 @@ def train_teacher(
     out: Path = typer.Option(Path("runs/teacher/teacher.safetensors"), help="Output safetensors (+ .json card)."),
 ) -> None:
     """Train (or fine-tune) a teacher with cross-entropy and augmentation; the teacher stage on its own."""
-    from edgekd.config import default_patience
+    from edgekd.config import RunConfig, default_patience, resolve_select_epoch
     from edgekd.data import load_data
     from edgekd.teacher import TeacherRecipe, build_teacher
 
@@ -282,11 +282,20 @@ def train_teacher(
     from edgekd.models.segmentation import is_seg_model
 
     task = "segment" if is_seg_model(arch) else "classify"  # a U-Net trains on images/ + masks/
+    loaded = load_data(data, image_size, val_fraction, seed=seed, max_train=max_train_samples,
+                       max_eval=max_eval_samples, task=task)
+    # the epoch kept, by compress's rule: too few validation images to pick the best epoch by -> the last one
+    rule, _ = resolve_select_epoch(RunConfig(data=data, task=task), len(loaded.val),
+                                   patience_given=patience is not None)
+    if rule.select_epoch == "last":
+        typer.echo(f"validation split: {len(loaded.val)} images (one image moves the score by "
+                   f"{100 / len(loaded.val):.1f} points), too few to pick the best epoch by: the teacher keeps its "
+                   f"last epoch, early stopping off (--patience N to choose otherwise)", err=True)
     recipe = TeacherRecipe(arch=arch, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
-                           patience=default_patience(data, task) if patience is None else patience)
-    _, card = build_teacher(load_data(data, image_size, val_fraction, seed=seed, max_train=max_train_samples,
-                                      max_eval=max_eval_samples, task=task), recipe, weights,
-                            out.with_name(out.stem + "-train"), out, retrain=True, option="--weights")
+                           patience=0 if rule.select_epoch == "last" else
+                           default_patience(data, task) if patience is None else patience, keep=rule.select_epoch)
+    _, card = build_teacher(loaded, recipe, weights, out.with_name(out.stem + "-train"), out, retrain=True,
+                            option="--weights")
     from edgekd.distill.metrics import METRIC_LABEL
     from edgekd.results import Scores
 

@@ -345,3 +345,20 @@ def test_distill_on_a_folder_with_a_small_val_split_keeps_the_last_epochs(tmp_pa
     assert (cfg["select_epoch"], cfg["patience"]) == ("last", 0)
     assert json.loads((out / "teacher" / "teacher0.json").read_text())["recipe"]["keep"] == "last"
     assert json.loads((out / "student" / "student.json").read_text())["select_epoch"] == "last"
+
+
+@pytest.mark.slow
+def test_train_teacher_alone_keeps_the_last_epoch_on_a_small_val_split(tmp_path):
+    """`edgekd train-teacher` applies compress's rule: too few validation images -> the last epoch, no early stop;
+    --patience given keeps early stopping and the best epoch."""
+    data = make_folder(tmp_path / "d", {"ants": 20, "bees": 20})
+    common = ["train-teacher", "--data", data, "--arch", "resnet10t", "--weights", "none", "--epochs", 2,
+              "--batch-size", 16, "--image-size", 32]
+    res = edgekd(*common, "--out", tmp_path / "t.safetensors")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "validation split: 4 images (one image moves the score by 25.0 points), too few" in res.stderr
+    assert ", 2 epochs (keeps the last), batch " in res.stderr
+    assert json.loads((tmp_path / "t.json").read_text())["recipe"]["keep"] == "last"
+    res = edgekd(*common, "--patience", 3, "--out", tmp_path / "p.safetensors")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "too few" not in res.stderr and json.loads((tmp_path / "p.json").read_text())["recipe"]["keep"] == "best"
