@@ -7,8 +7,11 @@ Runs, same student, epochs, optimiser and seed (recipe models/cifar10-resnet56.y
   (c) DKD (alpha=1, beta=8, T=4; its weight ramped up over 5 epochs, as DKD's authors warm it up) + CE
   (d) two teachers: ResNet-56 (ONNX) + the labels-only student of (a) as a second, weaker PyTorch teacher,
       multi_teacher with per-sample entropy weighting
+  (e) as (d), with label weighting: each teacher weighted per sample by its probability of the true class, so
+      the weak teacher counts where it is right and not where it is confidently wrong
+  (f) as (c) without an explicit beta: edgekd's class-count rule sets it (config.dkd_beta: 4 for 10 classes)
 
-    .venv/bin/python benchmarks/distill_cifar10.py [--epochs 30] [--seeds 0] [--runs a,b,c,d]
+    .venv/bin/python benchmarks/distill_cifar10.py [--epochs 30] [--seeds 0] [--runs a,b,c,d,e,f]
 
 Prints a Markdown table and writes benchmarks/results/distill_cifar10.json.
 """
@@ -24,7 +27,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RECIPE = ROOT / "models" / "cifar10-resnet56.yaml"
 NAMES = {"a": "labels only (CE)", "b": "kd (T=4, alpha=0.9)", "c": "dkd (alpha=1, beta=8, 5-epoch ramp) + CE",
-         "d": "multi_teacher: ResNet-56 + CE student, entropy-weighted"}
+         "d": "multi_teacher: ResNet-56 + CE student, entropy-weighted",
+         "e": "multi_teacher: ResNet-56 + CE student, label-weighted",
+         "f": "dkd (alpha=1, beta by class count: 4, 5-epoch ramp) + CE"}
 
 
 def overrides(run: str, work: Path, seed: int) -> dict:
@@ -32,22 +37,26 @@ def overrides(run: str, work: Path, seed: int) -> dict:
         return {"loss": "ce", "teacher_cache_views": 0}
     if run == "b":
         return {"loss": "kd"}
-    if run == "c":
-        return {"losses": [{"name": "dkd", "alpha": 1.0, "beta": 8.0, "temperature": 4.0, "ce_weight": 1.0,
+    if run in ("c", "f"):  # (f): no beta, so the run's class-count rule sets it
+        beta = {"beta": 8.0} if run == "c" else {}
+        return {"losses": [{"name": "dkd", "alpha": 1.0, **beta, "temperature": 4.0, "ce_weight": 1.0,
                             "ramp_epochs": 5}]}
     second = work / f"a-s{seed}" / "student" / "student.safetensors"
     if not second.is_file():
-        raise SystemExit(f"run (d) needs run (a) of seed {seed} first ({second})")
-    return {"teachers": [{"spec": "onnx:" + str(ROOT.parent / "shared/data/teachers/cifar10_resnet56.onnx")},
-                         {"spec": "timm:mobilenetv3_small_100", "weights": str(second), "image_size": 64}],
-            "loss": "multi_teacher"}
+        raise SystemExit(f"run ({run}) needs run (a) of seed {seed} first ({second})")
+    teachers = [{"spec": "onnx:" + str(ROOT.parent / "shared/data/teachers/cifar10_resnet56.onnx")},
+                {"spec": "timm:mobilenetv3_small_100", "weights": str(second), "image_size": 64}]
+    if run == "d":
+        return {"teachers": teachers, "loss": "multi_teacher"}
+    return {"teachers": teachers, "losses": [{"name": "multi_teacher", "temperature": 4.0, "alpha": 0.9,
+                                              "weighting": "label"}]}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--seeds", default="0", help="comma-separated seeds")
-    ap.add_argument("--runs", default="a,b,c,d")
+    ap.add_argument("--runs", default="a,b,c,d,e,f")
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "bench-cifar10")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args()
@@ -100,7 +109,7 @@ def table_md(rows: list[dict]) -> str:
     ref = statistics.mean(base) if base else None
     lines = ["| run | seeds | test top-1 % (mean) | vs (a) | per seed | macro-F1 | s/epoch (median) | wall s |",
              "|---|---|---|---|---|---|---|---|"]
-    for key in "abcd":
+    for key in "abcdef":
         rs = [r for r in rows if r["run"] == key]
         if not rs:
             continue

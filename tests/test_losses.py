@@ -92,6 +92,29 @@ def test_entropy_weighting_trusts_the_certain_teacher():
     assert teacher_weights(batch(s, y, unsure, sure), "fixed")[0].tolist() == pytest.approx([0.5, 0.5])
 
 
+def test_label_weighting_trusts_the_teacher_that_is_right_not_the_confident_one():
+    s, y = torch.zeros(2, 2), torch.tensor([0, 1])
+    wrong_and_sure = torch.tensor([[0.0, 60.0], [0.0, 60.0]])  # sure of class 1: wrong on sample 0, right on 1
+    unsure = torch.tensor([[0.0, 0.0], [0.0, 0.0]])  # p(true class) = 1/2 on both
+    w = teacher_weights(batch(s, y, wrong_and_sure, unsure), "label")
+    assert w[0].tolist() == pytest.approx([0.0, 1.0], abs=1e-6)  # exp(-60) : 1/2
+    assert w[1].tolist() == pytest.approx([2 / 3, 1 / 3], rel=1e-4)  # p(y) 1 : 1/2
+    assert teacher_weights(batch(s, y, wrong_and_sure, unsure), "entropy")[0, 0] > 0.6  # entropy trusts it
+    # with a prior: prior * p_k(y), renormalised
+    wp = teacher_weights(batch(s, y, wrong_and_sure, unsure, prior=torch.tensor([0.2, 0.8])), "label")
+    assert wp[1].tolist() == pytest.approx([0.2 / 0.6, 0.4 / 0.6], rel=1e-4)
+    # soft (MixUp) labels: the expected cross-entropy; a one-hot soft label equals its hard label
+    soft = F.one_hot(y, 2).float()
+    assert torch.allclose(teacher_weights(batch(s, soft, wrong_and_sure, unsure), "label"), w, atol=1e-6)
+
+
+def test_unknown_weighting_is_a_config_error():
+    with pytest.raises(ConfigError, match="use fixed, entropy, label"):
+        build_loss("multi_teacher", weighting="vote")
+    with pytest.raises(ConfigError, match="use fixed, entropy, label"):
+        teacher_weights(batch(torch.zeros(1, 2), torch.tensor([0]), torch.zeros(1, 2)), "vote")
+
+
 def test_multi_teacher_equals_weighted_kd():
     s, y = torch.randn(2, 2), torch.tensor([0, 1])
     t1, t2 = torch.tensor([[0.0, 0.0], [0.0, 0.0]]), torch.tensor([[60.0, 0.0], [0.0, 60.0]])

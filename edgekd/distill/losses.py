@@ -42,20 +42,32 @@ class DistillBatch:
         return p.to(self.student.device, torch.float32)
 
 
+WEIGHTINGS = ("fixed", "entropy", "label")
+
+
 def teacher_weights(batch: DistillBatch, mode: str = "fixed") -> torch.Tensor:
     """Per-sample teacher weights [B, K] that sum to 1 over teachers.
 
     ``fixed``: the recipe's weights for every sample. ``entropy``: prior * exp(-H(p_k)), renormalised, so a
-    teacher that is sure of a sample (low entropy of its softmax) counts more on that sample.
+    teacher that is sure of a sample (low entropy of its softmax) counts more on that sample, right or wrong.
+    ``label``: prior * exp(-CE(p_k, y)), renormalised: with hard labels exp(-CE) is the teacher's probability of
+    the true class, so a teacher that is confidently wrong on a sample counts less there (the label-aware
+    weighting of CA-MKD, Zhang et al. ICASSP 2022, in its softmax form); soft (MixUp / CutMix) labels give the
+    expected cross-entropy.
     """
     prior = batch.prior_weights()
     b = batch.student.shape[0]
     if mode == "fixed" or not batch.teachers:
         return prior.expand(b, -1)
-    if mode != "entropy":
-        raise ConfigError(f"teacher weighting {mode!r}: use fixed or entropy")
-    ent = torch.stack([-(F.softmax(t, 1) * F.log_softmax(t, 1)).sum(1) for t in batch.teachers], 1)  # [B, K]
-    w = prior * torch.exp(-ent)
+    if mode not in WEIGHTINGS:
+        raise ConfigError(f"teacher weighting {mode!r}: use {', '.join(WEIGHTINGS)}")
+    if mode == "entropy":
+        cost = torch.stack([-(F.softmax(t, 1) * F.log_softmax(t, 1)).sum(1) for t in batch.teachers], 1)  # [B, K]
+    else:
+        y = batch.labels if batch.labels.dtype == torch.long else batch.labels.float()
+        cost = torch.stack([F.cross_entropy(t.float(), y, reduction="none") for t in batch.teachers], 1)
+    # exp(-cost) normalised over teachers, computed from the row minimum so a large cost does not underflow to 0/0
+    w = prior * torch.exp(-(cost - cost.min(1, keepdim=True).values))
     return (w / w.sum(1, keepdim=True)).detach()
 
 
@@ -149,12 +161,13 @@ class HintonKD(Loss):
 @LOSSES.register("multi_teacher")
 class MultiTeacherKD(HintonKD):
     """KD from several teachers with per-sample weights: ``weighting: entropy`` (default) trusts, per image,
-    the teacher whose prediction is most certain; ``fixed`` uses the recipe's teacher weights."""
+    the teacher whose prediction is most certain; ``label`` the one that gives the true class the most
+    probability; ``fixed`` uses the recipe's teacher weights (see :func:`teacher_weights`)."""
 
     def __init__(self, temperature: float = 4.0, alpha: float = 0.9, weighting: str = "entropy") -> None:
         super().__init__(temperature, alpha)
-        if weighting not in ("fixed", "entropy"):
-            raise ConfigError(f"multi_teacher weighting {weighting!r}: use fixed or entropy")
+        if weighting not in WEIGHTINGS:
+            raise ConfigError(f"multi_teacher weighting {weighting!r}: use {', '.join(WEIGHTINGS)}")
         self.weighting = weighting
 
 
