@@ -218,6 +218,21 @@ def kd_vs_loop(docs: list[dict]) -> tuple[str, str]:
             table_md({"rows": d["rows"], "goals": d["goals"]}))
 
 
+def kd_vs_loop_robustness(docs: list[dict]) -> tuple[str, str]:
+    """kd_vs_loop's second table: clean top-1 and mCA of the teacher and each edgekd student, FP32 and int8."""
+    from kd_vs_loop import robustness_md
+
+    d = docs[0]
+    rows = d.get("robustness", [])
+    scored = next((c["robustness"] for c in d["cells"] if c.get("robustness")), None)
+    if scored is None:
+        raise ValueError("kd_vs_loop.json has no robustness scores (cells from before they were added)")
+    sev = scored["severities"]
+    return (f"{scored['samples']} class-balanced test images, {len(scored['corruptions'])} ImageNet-C corruptions "
+            f"({', '.join(scored['corruptions'])}) x severities {sev[0]}-{sev[-1]}, {scored['library']}; "
+            f"seeds {_seeds(sorted({s for r in rows for s in r['seeds']}))}", robustness_md({"robustness": rows}))
+
+
 def kd_vs_scratch(docs: list[dict]) -> tuple[str, str]:
     d = docs[0]
     rows = d["rows"]

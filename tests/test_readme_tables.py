@@ -182,3 +182,22 @@ def test_rows_from_several_machines_name_each_machine_with_its_rows(rt, tmp_path
                             "avx512_vnni (not: "), first
     assert "; kd-s0 on Other CPU, 2 usable CPUs, ISA flags avx2 (not: " in first
     assert first.split("; ")[-2] == "kd-s1 on a machine not recorded", first
+
+
+def test_kd_vs_loop_robustness_table_from_cells(rt):
+    """The robustness table of benchmarks/kd_vs_loop.py (rendered once its cells exist): caption from the scored
+    cells, one row per model; a JSON from before the scores were added is refused."""
+    scored = {"samples": 1000, "corruptions": ["gaussian_noise", "fog"], "severities": [1, 2, 3, 4, 5],
+              "library": "imagecorruptions 1.1.2"}
+    rows = [{"run": "teacher", "precision": "fp32", "runtime": "onnxruntime", "seeds": [0, 1], "clean": 83.0,
+             "mca": 55.0, "mca_per_seed": [54.0, 56.0], "relative": 55 / 83, "samples": 1000},
+            {"run": "d", "precision": "int8", "runtime": "onnxruntime", "seeds": [0, 1], "clean": 70.0,
+             "mca": 45.0, "mca_per_seed": [44.0, 46.0], "relative": 45 / 70, "samples": 1000}]
+    doc = {"robustness": rows, "cells": [{"seed": 0, "robustness": scored}, {"seed": 1, "robustness": scored}]}
+    caption, md = rt.kd_vs_loop_robustness([doc])
+    assert caption == ("1000 class-balanced test images, 2 ImageNet-C corruptions (gaussian_noise, fog) x severities "
+                       "1-5, imagecorruptions 1.1.2; seeds 0, 1"), caption
+    assert "| teacher ResNet-56 (ONNX), onnxruntime fp32 | 2 | 83.00 | 55.00 (54.00, 56.00) | 0.663 |" in md
+    assert "| (d) edgekd best recipe (models/cifar10-resnet56-best.yaml), onnxruntime int8 | 2 | 70.00 |" in md
+    with pytest.raises(ValueError, match="no robustness scores"):
+        rt.kd_vs_loop_robustness([{"robustness": [], "cells": [{"seed": 0}]}])
