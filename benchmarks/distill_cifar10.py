@@ -104,7 +104,10 @@ def print_table(rows: list[dict]) -> None:
 
 
 def table_md(rows: list[dict]) -> str:
-    """The table of docs/distillation.md (also rendered there by benchmarks/readme_tables.py)."""
+    """The table of docs/distillation.md (also rendered there by benchmarks/readme_tables.py). Timings are shown
+    only for a run whose seeds were all measured on one machine (a median across machines means nothing)."""
+    from edgekd.bench.system import machine_key
+
     base = [r["test_top1"] for r in rows if r["run"] == "a"]
     ref = statistics.mean(base) if base else None
     lines = ["| run | seeds | test top-1 % (mean) | vs (a) | per seed | macro-F1 | s/epoch (median) | wall s |",
@@ -117,9 +120,13 @@ def table_md(rows: list[dict]) -> str:
         delta = f"{m - ref:+.2f}" if ref is not None else "-"
         per_seed = ", ".join(f"{r['test_top1']:.2f}" for r in sorted(rs, key=lambda r: r["seed"]))
         f1 = statistics.mean(r["test_macro_f1"] for r in rs)
-        spe, wall = statistics.median(r["s_per_epoch"] for r in rs), statistics.mean(r["wall_s"] for r in rs)
-        lines.append(f"| ({key}) {NAMES[key]} | {len(rs)} | {m:.2f} | {delta} | {per_seed} | {f1:.2f} | {spe:.1f} | "
-                     f"{wall:.0f} |")
+        if len({machine_key(r.get("machine")) for r in rs}) == 1:
+            spe = f"{statistics.median(r['s_per_epoch'] for r in rs):.1f}"
+            wall = f"{statistics.mean(r['wall_s'] for r in rs):.0f}"
+        else:
+            spe = wall = "n/a"  # the prose under the table says why
+        lines.append(f"| ({key}) {NAMES[key]} | {len(rs)} | {m:.2f} | {delta} | {per_seed} | {f1:.2f} | {spe} | "
+                     f"{wall} |")
     return "\n".join(lines)
 
 
