@@ -40,7 +40,8 @@ def base(args) -> dict:
             "student": args.student, "epochs": args.epochs, "lr": args.lr, "batch_size": 8, "augment": True,
             "calib_samples": 82, "verify_samples": 200, "bench_iters": 50, "bench_warmup": 5,
             # docs/segmentation.md's numbers are from random starts; `auto` would pick ImageNet encoders with a hub
-            "student_weights": "none", "teacher_arch_weights": "none"}
+            "student_weights": "none", "teacher_arch_weights": "none",
+            "seg_head_prior": getattr(args, "head_prior", True)}
 
 
 def scores(outputs: np.ndarray, masks: np.ndarray, classes: list[str]) -> dict:
@@ -79,6 +80,8 @@ def main() -> None:
     ap.add_argument("--alpha", type=float, default=0.5, help="pixel_kd soft-target share")
     ap.add_argument("--balance", action=argparse.BooleanOptionalAction, default=True,
                     help="pixel_kd's KL averaged per ground-truth class (--no-balance: over all pixels)")
+    ap.add_argument("--head-prior", action=argparse.BooleanOptionalAction, default=True,
+                    help="new heads start at the class prior (seg_head_prior; --no-head-prior: random, as before)")
     ap.add_argument("--qad-epochs", type=int, default=4)
     ap.add_argument("--image-size", type=int, default=256, help="long side (320x480 images -> 160x256)")
     ap.add_argument("--passes", type=int, default=3, help="alternating latency passes")

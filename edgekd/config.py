@@ -162,6 +162,10 @@ class RunConfig(BaseModel):
                                   "(the demo and its published numbers) and for segmentation (small U-Nets sat "
                                   "on flat validation mIoU for 13-22 epochs in the CrackForest runs, see "
                                   "docs/segmentation.md)")
+    seg_head_prior: bool = Field(
+        default=True, description="segmentation: a model whose head is new (random start, ImageNet encoder) starts "
+        "it at the training masks' pixel shares (bias log p, near-zero weights; RetinaNet's prior initialisation), "
+        "so a thin class does not start as every pixel; false: the head's random start")
     stem_stride: PositiveInt | None = Field(
         default=None, description="stride of the student's first convolution (a timm classifier's first_conv); 1 "
         "keeps small inputs (CIFAR's 32 px) at full resolution through the stem instead of upsampling them 2x; "

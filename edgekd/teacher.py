@@ -43,6 +43,7 @@ class TeacherRecipe:
     select_metric: str | None = None  # None: miou (segment), macro_f1 when the classes are imbalanced, else top1
     class_weights: str = "none"  # "balanced": class-weighted cross-entropy (classification)
     keep: str = "best"  # the epoch kept: "best" by the validation metric, or "last" (RunConfig.select_epoch)
+    head_prior: bool = True  # segmentation: a new head starts at the class prior (RunConfig.seg_head_prior)
 
 
 def teacher_augment(spec):
@@ -107,6 +108,10 @@ def build_teacher(data: DataSplits, recipe: TeacherRecipe, weights: Path | str |
         model, start = pretrained.build(recipe.arch, len(data.classes), choice, f"teacher {recipe.arch}", option,
                                         required=required, synthetic=data.name.startswith(BUILTIN_PREFIX))
         fits = False
+    if recipe.head_prior and not fits:
+        from edgekd.models.segmentation import start_at_prior
+
+        start_at_prior(model, data, start)
     wrapped = Viewed(model, src, view)
     augment = list(recipe.augment) if isinstance(recipe.augment, tuple) else recipe.augment
     train_dl = loader(data.train, base, recipe.batch_size, shuffle=True, augment=augment, seed=recipe.seed,

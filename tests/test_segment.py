@@ -177,6 +177,7 @@ def test_compress_segment_cpu_end_to_end(cpu_run):
     student = json.loads((out / "student" / "student.json").read_text())
     assert {"test_miou", "test_fg_iou", "test_fg_dice", "test_fg_precision", "test_fg_recall"} <= set(student)
     assert [c["class"] for c in student["per_class"]] == ["background", "foreground"]
+    assert student["weights"]["head_init"].startswith("class prior (background ")  # random start: prior head
     man = json.loads((out / "bundle" / "manifest.json").read_text())
     assert man["task"] == "segment" and man["output"]["shape"] == [1, 2, 64, 96]
     assert man["masks"]["values"] == "0/255" and "student_fp32_miou" in man["metrics"]
@@ -249,3 +250,45 @@ def test_crackforest_loads_as_binary_crack_masks():
     assert d.preprocess.size == (160, 256)
     frac = np.mean([d.test.mask(i).mean() for i in range(len(d.test))])
     assert 0.005 < frac < 0.05  # crack ~1.6 % of pixels
+
+
+def test_new_head_starts_at_the_class_prior():
+    from edgekd.models.segmentation import create_seg, init_head_prior, pixel_prior
+
+    masks = np.zeros((4, 32, 64), np.uint8)
+    masks[:, :, :2] = 1  # 2 of 64 columns: 3.125 % foreground
+    masks[0, 0, 0] = 255  # an ignored pixel is not counted
+    prior = pixel_prior(masks, 2)
+    assert prior[1].item() == pytest.approx(2 / 64, abs=1e-3)
+    torch.manual_seed(1)
+    net = create_seg("unet_plain8", 2).eval()
+    x = torch.randn(2, 3, 64, 96)
+    with torch.no_grad():
+        before = net(x).softmax(1).mean((0, 2, 3))
+        init_head_prior(net, prior)
+        after = net(x).softmax(1).mean((0, 2, 3))
+    assert abs(after[1].item() - prior[1].item()) < 0.005  # every pixel starts at the data's shares
+    assert abs(before[1].item() - prior[1].item()) > 0.05  # the random head did not
+    assert pixel_prior(np.zeros((1, 4, 4), np.uint8), 2)[1].item() > 0  # an absent class keeps a finite log
+
+
+def test_head_prior_leaves_a_kept_head_and_hashes_only_segmentation(seg_dir):
+    from edgekd.config import make_config
+    from edgekd.models.segmentation import create_seg, start_at_prior
+    from edgekd.stages import STAGE
+
+    data = load_data(str(seg_dir), image_size=96, task="segment", val_fraction=0.2)
+    net = create_seg("unet_plain8", 2)
+    head = net.get_classifier().bias.clone()
+    kept = {"used": "file", "head": "kept"}
+    start_at_prior(net, data, kept)
+    assert torch.equal(net.get_classifier().bias, head) and "head_init" not in kept
+    fresh = {"used": "random"}
+    start_at_prior(net, data, fresh)
+    assert fresh["head_init"].startswith("class prior (background 9") and not torch.equal(
+        net.get_classifier().bias, head)
+    seg = make_config(None, task="segment", data=str(seg_dir), student="unet_plain8")
+    cls = make_config(None, data="builtin:shapes10")
+    for stage in ("teacher", "distill"):
+        assert STAGE[stage].options(seg)["seg_head_prior"] is True
+        assert "seg_head_prior" not in STAGE[stage].options(cls)  # classification runs keep their hashes

@@ -67,6 +67,16 @@ def _distill_beta(cfg: RunConfig) -> dict:
     return {"dkd_beta": DKD_BETA_RULE} if defaulted_dkd_beta([t for st in schedule(cfg) for t in st.losses]) else {}
 
 
+def _seg_head(cfg: RunConfig) -> dict:
+    """Segmentation models start their new head at the class prior (config.seg_head_prior): in the hash of the
+    stages that build models, for segmentation runs only (classification hashes stay as they were)."""
+    return {"seg_head_prior": cfg.seg_head_prior} if cfg.task == "segment" else {}
+
+
+def _distill_extra(cfg: RunConfig) -> dict:
+    return {**_distill_beta(cfg), **_seg_head(cfg)}
+
+
 def _qad_beta(cfg: RunConfig) -> dict:
     from edgekd.config import DKD_BETA_RULE, defaulted_dkd_beta
 
@@ -94,13 +104,14 @@ STAGES: tuple[Stage, ...] = (
                       "seed", "teacher_arch_weights", "split_seed", "max_train_samples", "max_eval_samples",
                       "augment", "crop_scale", "mixup", "cutmix", "sampler", "patience", "select_metric",
                       "class_weights", "select_epoch"),
-          "edgekd.stages.teacher:teacher", "TeacherResult", writes=("teacher",), ranks="shared", models=True),
+          "edgekd.stages.teacher:teacher", "TeacherResult", writes=("teacher",), ranks="shared", models=True,
+          cfg_extra=_seg_head),
     Stage("distill", ("student", "epochs", "batch_size", "lr", "weight_decay", "loss", "temperature", "alpha",
                       "student_weights", "losses", "features", "stages", "optimizer", "warmup_epochs",
                       "select_metric", "augment", "teacher_cache_views", "crop_scale", "mixup", "cutmix", "sampler",
                       "patience", "class_weights", "teacher_check", "stem_stride", "sweep", "sweep_epochs",
                       "select_epoch"),
-          "edgekd.stages.distill:distill", "StudentResult", writes=("student",), ranks="all", cfg_extra=_distill_beta,
+          "edgekd.stages.distill:distill", "StudentResult", writes=("student",), ranks="all", cfg_extra=_distill_extra,
           models=True),
     Stage("export", ("onnx_exporter",), "edgekd.stages.export:export", "ModelsResult", writes=("export",),
           run_extra=_target,

@@ -25,6 +25,10 @@ def distill(r: Run) -> StudentResult:
     # its start (ImageNet, hub, file or random) is recorded in the card and the bundle manifest
     student, start = build(cfg.student, len(data.classes), cfg.student_weights, f"student {cfg.student}",
                            "--student-weights", synthetic=cfg.data.startswith(BUILTIN_PREFIX))
+    if cfg.seg_head_prior:
+        from edgekd.models.segmentation import start_at_prior
+
+        start_at_prior(student, data, start)
     if cfg.stem_stride is not None:  # the stride does not change the weights: any start loads the same
         from edgekd.models.factory import adapt_stem
 

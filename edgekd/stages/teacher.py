@@ -67,5 +67,6 @@ def _fit_opts(cfg) -> dict:
     out = {"augment": teacher_augment(cfg.augment), "crop_scale": cfg.crop_scale, "mixup": cfg.mixup,
            "cutmix": cfg.cutmix, "balanced": cfg.sampler == "balanced", "patience": cfg.patience,
            "keep": "last" if cfg.select_epoch == "last" else "best",
-           "select_metric": cfg.select_metric, "class_weights": cfg.class_weights}
+           "select_metric": cfg.select_metric, "class_weights": cfg.class_weights,
+           "head_prior": cfg.seg_head_prior}
     return {**out, "batch_size": cfg.batch_size} if cfg.task == "segment" else out
