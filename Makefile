@@ -35,7 +35,7 @@ demo: setup
 TEST_TINY_RUN := $(CURDIR)/runs/test-tiny-run
 PYTEST := EDGEKD_TEST_TINY_RUN=$(TEST_TINY_RUN) $(BIN)/python -m pytest -q
 test: setup
-	$(BIN)/ruff check edgekd tests benchmarks
+	$(BIN)/ruff check edgekd tests benchmarks docs/research
 	rm -rf $(TEST_TINY_RUN)
 	$(PYTEST) $(filter-out tests/test_bundle_integrity.py,$(wildcard tests/test_[ab]*.py))
 	$(PYTEST) tests/test_bundle_integrity.py
@@ -46,11 +46,11 @@ test: setup
 # the developer's loop while editing: every test not marked slow (tests/conftest.py: tests/slow.txt and the
 # shared tiny run); `make test` stays the full suite CI runs
 test-fast: setup
-	$(BIN)/ruff check edgekd tests benchmarks
+	$(BIN)/ruff check edgekd tests benchmarks docs/research
 	$(BIN)/python -m pytest -q -m "not slow" tests
 
 lint: setup
-	$(BIN)/ruff check edgekd tests benchmarks
+	$(BIN)/ruff check edgekd tests benchmarks docs/research
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

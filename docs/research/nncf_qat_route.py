@@ -19,6 +19,8 @@ import time
 # 2-core box the compile can exceed that -> raise the limit (0 = no limit).
 os.environ.setdefault("NNCF_EXTENSION_LOAD_TIMEOUT", "600")
 
+import nncf
+import nncf.torch
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -26,9 +28,6 @@ import openvino as ov
 import timm
 import torch
 import torch.nn.functional as F
-
-import nncf
-import nncf.torch
 from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, QuantizationParameters
 from nncf.torch.function_hook.wrapper import get_hook_storage
 from nncf.torch.quantization.layers import BaseQuantizer, QuantizerExportMode, SymmetricQuantizer
@@ -90,8 +89,12 @@ def export_qdq_onnx(qat_model, example, path, opset=17):
 def inspect_qdq(path):
     mo = onnx.load(path)
     init = {i.name: onnx.numpy_helper.to_array(i) for i in mo.graph.initializer}
-    const = {n.output[0]: onnx.numpy_helper.to_array(n.attribute[0].t) for n in mo.graph.node if n.op_type == "Constant"}
-    val = lambda n: init.get(n, const.get(n))
+    const = {n.output[0]: onnx.numpy_helper.to_array(n.attribute[0].t) for n in mo.graph.node
+             if n.op_type == "Constant"}
+
+    def val(n):
+        return init.get(n, const.get(n))
+
     custom = [n.op_type for n in mo.graph.node if n.domain not in ("", "ai.onnx")]
     stats = {}
     for n in mo.graph.node:
