@@ -15,7 +15,8 @@ batch 128, pad-4 crop + flip, 60 epochs. Four runs per seed, one after the other
     .venv/bin/python benchmarks/kd_vs_loop.py [--epochs 60] [--seeds 0,1] [--runs a,b,c,d]
 
 Each finished (run, seed) is saved to benchmarks/results/kd_vs_loop/<run>-s<seed>-e<epochs>.json with the machine
-and the load average, and skipped on reruns (--force redoes it), so the seeds can be run in separate sessions; the table
+and the load average, and skipped on reruns (--force redoes it; --rescore redoes only the robustness part, from the
+kept run folder), so the seeds can be run in separate sessions; the table
 (benchmarks/results/kd_vs_loop.json) compares epoch costs only between runs measured on the same machine. Test
 top-1 is each side's own: the plain loop's torch model on the 10k test split at its last epoch; edgekd's student
 card (test split, the epoch edgekd keeps). s/epoch: median over epochs of the training time.
@@ -139,14 +140,22 @@ def plain_loop(seed: int, epochs: int, temperature: float = 4.0, alpha: float = 
 
 # ---------------------------------------------------------------- (a), (c), (d): edgekd's pipeline
 
-def edgekd_run(key: str, seed: int, epochs: int, work: Path) -> dict:
-    from edgekd.config import load_recipe, make_config
-    from edgekd.pipeline import run
-    from edgekd.targets import load_target
+def cell_values(key: str, seed: int, epochs: int) -> dict:
+    """The recipe values of edgekd cell (key, seed): (a) is the default recipe with labels only."""
+    from edgekd.config import load_recipe
 
     values = {**load_recipe(RECIPES[key]), "epochs": epochs, "seed": seed, "name": f"{key}-s{seed}"}
     if key == "a":
         values.update(loss="ce", teacher_cache_views=0)
+    return values
+
+
+def edgekd_run(key: str, seed: int, epochs: int, work: Path) -> dict:
+    from edgekd.config import make_config
+    from edgekd.pipeline import run
+    from edgekd.targets import load_target
+
+    values = cell_values(key, seed, epochs)
     cfg = make_config(None, **values)
     t0 = time.time()
     run(cfg, load_target("cpu-x86"), work / f"{key}-s{seed}-e{epochs}", until="teacher")
@@ -156,30 +165,53 @@ def edgekd_run(key: str, seed: int, epochs: int, work: Path) -> dict:
     card = json.loads(Path(r.results["distill"].path).with_suffix(".json").read_text())
     hist = [h for st in card["stages"] for h in st["history"]]
     wall = time.time() - t0
-    # robustness (issue 20): the teacher, the FP32 and the int8 (NNCF PTQ) student under ImageNet-C corruptions,
-    # after the timed part; the stages from export on take the ONNX-only target below, the distill stage is reused
-    t2 = time.time()
-    # robustness.py's ONNX-Runtime-only target: int8 parity recorded, not enforced (verify must not stop the chain
-    # before the corruptions are scored; the int8 figures are reported as measured)
-    from robustness import TARGET
-
-    (work / "target-onnx.yaml").parent.mkdir(parents=True, exist_ok=True)
-    (work / "target-onnx.yaml").write_text(TARGET)
-    rcfg = make_config(None, **{**values, "robustness": {"samples": ROBUST_SAMPLES}, "bench_iters": 20,
-                                "bench_warmup": 5})
-    rr = run(rcfg, load_target(str(work / "target-onnx.yaml")), work / f"{key}-s{seed}-e{epochs}", until="robustness")
-    report = rr.results["robustness"].report
-    robust = {"samples": report["samples"], "input_size": report["input_size"], "library": report["library"],
-              "corruptions": report["corruptions"], "severities": report["severities"],
-              "models": [{k: m[k] for k in ("model", "runtime", "precision", "clean", "mca", "relative",
-                                            "corruption_mean")} for m in report["models"]],
-              "wall_s": time.time() - t2}
-    return {"test_top1": card["test_top1"], "test_macro_f1": card["test_macro_f1"], "robustness": robust,
+    return {"test_top1": card["test_top1"], "test_macro_f1": card["test_macro_f1"],
+            "robustness": robustness_part(values, work, f"{key}-s{seed}-e{epochs}"),
             "history": [{"epoch": h.get("epoch"), "train_seconds": h["train_seconds"]} for h in hist],
             "wall_s": wall, "distill_stage_s": stage_s, "stage_s_per_epoch": stage_s / epochs,
             "teachers": [(t["arch"], t["test_top1"]) for t in r.results["teacher"].teachers],
             "settings": {k: values.get(k) for k in ("loss", "temperature", "alpha", "teacher_cache_views",
                                                     "image_size", "stem_stride", "val_fraction")}}
+
+
+def robustness_part(values: dict, work: Path, name: str) -> dict:
+    """Robustness (issue 20): the teacher, the FP32 and the int8 (NNCF PTQ) student under ImageNet-C corruptions,
+    after the timed part; the stages from export on take robustness.py's ONNX-Runtime-only target (int8 parity
+    recorded, not enforced: verify must not stop the chain before the corruptions are scored), the distill stage is
+    reused."""
+    from robustness import TARGET
+
+    from edgekd.config import make_config
+    from edgekd.pipeline import run
+    from edgekd.targets import load_target
+
+    t0 = time.time()
+    (work / "target-onnx.yaml").parent.mkdir(parents=True, exist_ok=True)
+    (work / "target-onnx.yaml").write_text(TARGET)
+    rcfg = make_config(None, **{**values, "robustness": {"samples": ROBUST_SAMPLES}, "bench_iters": 20,
+                                "bench_warmup": 5})
+    rr = run(rcfg, load_target(str(work / "target-onnx.yaml")), work / name, until="robustness")
+    report = rr.results["robustness"].report
+    return {"samples": report["samples"], "input_size": report["input_size"], "library": report["library"],
+            "corruptions": report["corruptions"], "severities": report["severities"],
+            "models": [{k: m[k] for k in ("model", "runtime", "precision", "clean", "mca", "relative",
+                                          "corruption_mean")} for m in report["models"]],
+            "wall_s": time.time() - t0}
+
+
+def rescore(path: Path, work: Path) -> None:
+    """Redo a kept edgekd cell's robustness part from its run folder (after a change to the scoring); the timed
+    training part and its numbers stay as they were."""
+    cell = json.loads(path.read_text())
+    key, seed, epochs = cell["run"], cell["seed"], cell["epochs"]
+    folder = work / f"{key}-s{seed}-e{epochs}"
+    if not (folder / "stages" / "distill.json").is_file():
+        raise SystemExit(f"{path.name}: its run folder {folder} is gone; rerun the cell with --force")
+    values = cell_values(key, seed, epochs)
+    cell["robustness"] = robustness_part(values, work, folder.name)
+    cell["robustness_rescored"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    path.write_text(json.dumps(cell, indent=2))
+    print(f"({key}) seed {seed}: robustness rescored", flush=True)
 
 
 # ---------------------------------------------------------------- table
@@ -282,6 +314,8 @@ def main() -> None:
     ap.add_argument("--runs", default="b,d,a,c")
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "bench-kd-vs-loop")
     ap.add_argument("--force", action="store_true", help="redo cells already saved")
+    ap.add_argument("--rescore", action="store_true",
+                    help="redo only the robustness part of kept edgekd cells whose run folder is still there")
     args = ap.parse_args()
     if not DATA.is_dir() or not TEACHER.is_file():
         raise SystemExit("../shared/data/cifar10-jpg and the ResNet-56 teacher are needed; they are absent")
@@ -295,7 +329,10 @@ def main() -> None:
         for key in args.runs.split(","):
             path = CELLS / f"{key}-s{seed}-e{args.epochs}.json"
             if path.is_file() and not args.force:
-                print(f"({key}) seed {seed}: kept {path.name}")
+                if args.rescore and key != "b":
+                    rescore(path, args.work)
+                else:
+                    print(f"({key}) seed {seed}: kept {path.name}")
                 continue
             load0 = os.getloadavg()
             print(f"({key}) seed {seed}: {NAMES[key]}, {args.epochs} epochs", flush=True)

@@ -3,10 +3,13 @@ corrupted test images.
 
 The corruptions are the ImageNet-C set (Hendrycks & Dietterich, 2019) as the ``imagecorruptions`` package
 implements them (the maintained fork ``imagecorruptions-imaug``), at the published parameters of severities 1-5.
-Each is applied to the decoded RGB image at the student's input size (uint8 HxWx3), before normalisation, with
-a seed drawn from (seed, image content, corruption, severity): every model compared sees the very same corrupted
-pixels (a teacher with its own input size gets them resized, as it saw the student's images in distillation),
-and a rerun repeats them exactly.
+Each is applied to the decoded RGB image (uint8 HxWx3) at the size the distill stage reads images at (the largest
+input among student and teachers, never above the images' own size: `edgekd.data.base_preprocess`), before
+normalisation, with a seed drawn from (seed, image content, corruption, severity). Every model compared sees the
+very same corrupted pixels, resized to its own input as in distillation: a 64 px student on 32 px CIFAR images gets
+the corrupted 32 px image upsampled, and the 32 px teacher gets it as it is (corrupting the upsampled 64 px image
+instead and shrinking it back for the teacher blurred every image and cost the ResNet-56 11 points clean).
+A rerun repeats the corruptions exactly.
 
 Scores: accuracy per corruption and severity; per corruption the mean over severities; mCA (mean corruption
 accuracy) the mean over every corruption and severity; relative robustness mCA / clean accuracy.
@@ -190,18 +193,45 @@ def _torch_fn(teacher) -> Callable[[np.ndarray], np.ndarray]:
     return fn
 
 
-def run_scorers(r, stack, only: Sequence[str] | None = None) -> list[Scorer]:
-    """The models of a finished run, opened on ``stack`` (an ExitStack): its teachers (PyTorch or ONNX, fed the
-    student's images through their own view) and every FP32 / int8 export with a runtime here. ``only``: keys to
-    keep (``teacher``, ``onnx-fp32``, ``openvino-int8``...)."""
+def read_preprocess(r):
+    """The Preprocess the run's test images are read (and corrupted) at: the distill stage's read size."""
+    from edgekd.data import base_preprocess
+
+    pre = r.data.preprocess
+    sides = [pre.size[0]] + [c["view"]["size"][0] for c in r.results["teacher"].teachers]
+    return base_preprocess(r.data, sides)
+
+
+def _resized(fn: Callable[[np.ndarray], np.ndarray], src, dst) -> Callable[[np.ndarray], np.ndarray]:
+    """``fn`` (a model at the ``dst`` view) fed batches normalised for the ``src`` view, resized as in training."""
+    if src == dst:
+        return fn
+    import torch
+
+    from edgekd.distill.teachers import to_view
+
+    def run(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return fn(np.ascontiguousarray(to_view(torch.from_numpy(x), src, dst).numpy()))
+
+    return run
+
+
+def run_scorers(r, stack, only: Sequence[str] | None = None, src=None) -> list[Scorer]:
+    """The models of a finished run, opened on ``stack`` (an ExitStack): its teachers (PyTorch or ONNX) and every
+    FP32 / int8 export with a runtime here, each fed batches normalised for the ``src`` Preprocess (default: the
+    student's) and resized to its own input as in distillation. ``only``: keys to keep (``teacher``,
+    ``onnx-fp32``, ``openvino-int8``...)."""
     from edgekd.distill.engine import load_teachers
+    from edgekd.distill.teachers import View
     from edgekd.formats import timed_runtime
     from edgekd.runtimes import runtime_for
 
     res = r.results
     found: list[tuple[str, Scorer]] = []
     cards = res["teacher"].teachers
-    for k, (card, t) in enumerate(zip(cards, load_teachers(cards, r.data), strict=True)):
+    src_view, student_view = View.of(src or r.data.preprocess), View.of(r.data.preprocess)
+    for k, (card, t) in enumerate(zip(cards, load_teachers(cards, r.data, src_view), strict=True)):
         key = "teacher" if len(cards) == 1 else f"teacher{k}"
         runtime = "onnxruntime" if card["kind"] == "onnx" else "torch"
         found.append((key, (f"teacher {card['arch']}", runtime, "fp32", _batched(_torch_fn(t)))))
@@ -214,7 +244,7 @@ def run_scorers(r, stack, only: Sequence[str] | None = None) -> list[Scorer]:
         rt = stack.enter_context(runtime_for(exp.path, runtime, r.target.threads,
                                              r.target.openvino_inference_precision))
         found.append((exp.key, (f"student {res['distill'].arch} {exp.key}", runtime,
-                                exp.precision, _batched(rt))))
+                                exp.precision, _batched(_resized(rt, src_view, student_view)))))
     if only is not None:
         unknown = [k for k in only if k not in {key for key, _ in found}]
         if unknown:
@@ -233,14 +263,14 @@ def score_run(r, names: Sequence[str], severities: Sequence[int], samples: int =
 
     if r.cfg.task != "classify":
         raise ConfigError("corruption scoring covers classifiers; this run is a segmentation run")
-    pre = r.data.preprocess
+    pre = read_preprocess(r)
     if min(pre.size) < MIN_SIDE:
-        raise ConfigError(f"corruptions need an input of at least {MIN_SIDE}x{MIN_SIDE}; this run's is "
+        raise ConfigError(f"corruptions need images of at least {MIN_SIDE}x{MIN_SIDE}; this run reads them at "
                           f"{pre.size[0]}x{pre.size[1]}")
     src = r.data.test.head(samples)
     images = np.stack([pre.resize(src.image(i)) for i in range(len(src))])
     with ExitStack() as stack:
-        models = run_scorers(r, stack, only)
+        models = run_scorers(r, stack, only, pre)
         console.print(f"robustness: {len(models)} models x {len(names)} corruptions x {len(severities)} severities "
                       f"on {len(images)} test images ({library_version()})")
         total, done = len(names) * len(severities), [0]

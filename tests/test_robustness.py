@@ -255,3 +255,45 @@ def test_compress_robustness_stage_and_verify_corruptions(tiny_run, tmp_path: Pa
     out = json.loads((tmp_path / "v.json").read_text())
     assert [m["precision"] for m in out["models"]] == ["fp32", "int8"] and out["corruptions"] == ["contrast"]
     assert rb.markdown(out) in cli.stdout and (run / "robustness.png").is_file()
+
+
+def _fake_run(image_side: int, student: int, teacher: int):
+    """Just what read_preprocess needs of a finished run: the data's sizes and the teacher cards' views."""
+    from types import SimpleNamespace
+
+    from edgekd.preprocess import Preprocess
+
+    img = np.zeros((image_side, image_side, 3), np.uint8)
+    data = SimpleNamespace(task="classify", preprocess=Preprocess((student, student)),
+                           train=SimpleNamespace(image=lambda i: img))
+    card = {"view": {"size": [teacher, teacher], "mean": [0.5] * 3, "std": [0.25] * 3}}
+    return SimpleNamespace(data=data, results={"teacher": SimpleNamespace(teachers=[card])})
+
+
+@pytest.mark.parametrize("image_side, student, teacher, want", [
+    (32, 64, 32, 32),     # CIFAR: the 64 px student's upsampled view is not where the corruption goes
+    (375, 64, 224, 224),  # photos, a 224 px teacher: read (and corrupted) at 224, the student downsized from it
+    (375, 224, 224, 224),  # one size: unchanged
+])
+def test_corruptions_apply_at_the_distill_read_size(image_side, student, teacher, want):
+    pre = rb.read_preprocess(_fake_run(image_side, student, teacher))
+    assert pre.size == (want, want) and pre.mean == _fake_run(1, student, 1).data.preprocess.mean
+
+
+def test_a_model_of_another_size_gets_the_corrupted_batch_resized_as_in_training():
+    import torch
+
+    from edgekd.distill.teachers import View, to_view
+
+    src, dst = View((32, 32), (0.5,) * 3, (0.25,) * 3), View((64, 64), (0.4,) * 3, (0.2,) * 3)
+    got = []
+
+    def model(x):
+        got.append(x)
+        return np.zeros((len(x), 2), np.float32)
+
+    x = np.random.default_rng(0).normal(size=(3, 3, 32, 32)).astype(np.float32)
+    assert rb._resized(model, src, src) is model  # its own size: fed as is
+    rb._resized(model, src, dst)(x)
+    assert got[0].shape == (3, 3, 64, 64)
+    assert np.allclose(got[0], to_view(torch.from_numpy(x), src, dst).numpy())

@@ -126,7 +126,9 @@ STAGES: tuple[Stage, ...] = (
     Stage("bench", ("bench_iters", "bench_warmup"), "edgekd.stages.bench:bench", "BenchResult"),
     # opt-in: skipped, and left out of the chain, when off (runs from before it existed keep their hashes)
     Stage("robustness", ("robustness",), "edgekd.stages.robustness:robustness", "RobustnessResult",
-          writes=("robustness.json", "robustness.png"), enabled=lambda cfg: bool(cfg.robustness)),
+          writes=("robustness.json", "robustness.png"), enabled=lambda cfg: bool(cfg.robustness),
+          # records scored before corruptions moved to the distill stage's read size are recomputed
+          cfg_extra=lambda cfg: {"corrupted_at": "read size"}),
     Stage("bundle", (), "edgekd.stages.bundle:bundle", "BundleResult", writes=("bundle", "bundle.tmp"),
           run_extra=_bundle_layout),
 )
