@@ -171,7 +171,7 @@ def edgekd_run(key: str, seed: int, epochs: int, work: Path) -> dict:
             "wall_s": wall, "distill_stage_s": stage_s, "stage_s_per_epoch": stage_s / epochs,
             "teachers": [(t["arch"], t["test_top1"]) for t in r.results["teacher"].teachers],
             "settings": {k: values.get(k) for k in ("loss", "temperature", "alpha", "teacher_cache_views",
-                                                    "image_size", "stem_stride", "val_fraction")}}
+                                                    "image_size", "stem_stride", "val_fraction", "teacher_precision")}}
 
 
 def robustness_part(values: dict, work: Path, name: str) -> dict:

@@ -251,6 +251,11 @@ class RunConfig(BaseModel):
     teacher_cache_views: NonNegativeInt = Field(
         default=0, description="with augment: draw each image from this many fixed views (flip x crop) and run "
                                "the teachers once per view instead of every epoch; 0 = fully random, teacher online")
+    teacher_precision: Literal["fp32", "bf16", "int8"] | None = Field(
+        default=None, description="what the teachers run at while they teach (distill, QAD): fp32 (default) "
+        "onnxruntime for ONNX teachers; bf16: ONNX teachers in OpenVINO with a bf16 hint (AVX-512 BF16 / AMX CPUs; "
+        "elsewhere f32), PyTorch teachers under bf16 autocast; int8: ONNX teachers quantized by NNCF PTQ on "
+        "calib_samples training images, in OpenVINO. Makes an online teacher cheaper; its scores are recorded")
     seed: int = 0
     split_seed: int | None = Field(default=None, description="seed of the train/val/test split of a folder without "
                                    "one (default: seed); fix it to compare training seeds on the same split")

@@ -373,3 +373,61 @@ def test_kill_9_mid_distillation_then_rerun_resumes_and_finishes(tmp_path):
     assert "teacher: reused" in res.stderr and "resuming after epoch" in res.stderr
     card = json.loads((tmp_path / "run" / "student" / "student.json").read_text())
     assert [h["epoch"] for h in card["stages"][0]["history"]] == [1, 2, 3, 4, 5, 6]
+
+
+def _onnx_card(path, data, side: int = 32) -> dict:
+    from edgekd.distill.teachers import View
+    from edgekd.preprocess import Preprocess
+
+    view = View.of(Preprocess((side, side), data.preprocess.mean, data.preprocess.std))
+    return {"kind": "onnx", "arch": path.name, "path": str(path), "view": view.to_dict(), "classes": data.classes}
+
+
+def test_teacher_precision_routes_onnx_teachers_to_openvino(tmp_path):
+    """fp32 (unset): onnxruntime; bf16 / int8: OpenVINO (int8 calibrated on training images), same output shape;
+    bf16 close to fp32. A PyTorch teacher cannot be int8 (one config error line)."""
+    from edgekd.distill.engine import load_teachers
+    from edgekd.distill.teachers import OnnxTeacher, OpenVinoTeacher, TorchTeacher
+    from edgekd.errors import ConfigError
+
+    data = tiny_data()
+    card = _onnx_card(onnx_classifier(tmp_path / "t.onnx", 10), data)
+    x = torch.from_numpy(np.stack([data.preprocess(data.train.image(i)) for i in range(16)]))
+    (fp32,), (bf16,), (int8,) = (load_teachers([card], data, precision=p, calib_samples=32)
+                                 for p in (None, "bf16", "int8"))
+    assert isinstance(fp32, OnnxTeacher) and isinstance(bf16, OpenVinoTeacher) and isinstance(int8, OpenVinoTeacher)
+    ref, b, q = fp32(x), bf16(x), int8(x)
+    assert ref.shape == b.shape == q.shape == (16, 10) and q.dtype == torch.float32
+    assert torch.allclose(b, ref, atol=0.05 * float(ref.abs().max()) + 1e-3)
+    torch_card = {**card, "kind": "torch"}
+    with pytest.raises(ConfigError, match="int8 covers ONNX teachers"):
+        load_teachers([torch_card], data, precision="int8")
+    t = TorchTeacher("m", torch.nn.Linear(4, 2), fp32.view, fp32.view, bf16=True)
+    assert t.bf16 and t(torch.zeros(3, 4)).dtype == torch.float32
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "teachers" / "cifar10_resnet56.onnx").is_file(), reason="shared data absent")
+def test_a_real_teacher_keeps_its_answers_at_bf16_and_int8():
+    """The pretrained CIFAR-10 ResNet-56 on 200 real test images: bf16 and int8 (calibrated on 100 training images)
+    agree with fp32 onnxruntime on >= 97 % and >= 95 % of the top-1 answers."""
+    from edgekd.data import load_data
+    from edgekd.distill.engine import load_teachers
+
+    data = load_data(str(SHARED_DATA / "cifar10-jpg"), 32, max_train=100, max_eval=200)
+    card = _onnx_card(SHARED_DATA / "teachers" / "cifar10_resnet56.onnx", data)
+    test = data.test.head(200)
+    x = torch.from_numpy(np.stack([data.preprocess(test.image(i)) for i in range(len(test))]))
+    ref = load_teachers([card], data)[0](x).argmax(1)
+    for precision, least in (("bf16", 0.97), ("int8", 0.95)):
+        got = load_teachers([card], data, precision=precision, calib_samples=100)[0](x).argmax(1)
+        assert float((got == ref).float().mean()) >= least, precision
+
+
+def test_teacher_precision_enters_the_distill_and_quantize_hashes_only_when_set():
+    from edgekd.config import RunConfig, resolve
+    from edgekd.stages import STAGE
+
+    for stage in ("distill", "quantize"):
+        assert "teacher_precision" not in STAGE[stage].options(resolve(RunConfig()))  # older runs keep their hashes
+        assert STAGE[stage].options(resolve(RunConfig(teacher_precision="int8")))["teacher_precision"] == "int8"
+    assert "teacher_precision" not in STAGE["teacher"].options(resolve(RunConfig(teacher_precision="int8")))

@@ -19,7 +19,7 @@ from edgekd.data import augment as aug
 from edgekd.data.torchdata import loader
 from edgekd.distill.catalog import build_loss
 from edgekd.distill.losses import LossMix
-from edgekd.distill.teachers import OnnxTeacher, Teacher, TorchTeacher, View
+from edgekd.distill.teachers import OnnxTeacher, OpenVinoTeacher, Teacher, TorchTeacher, View
 from edgekd.distill.trainer import Teaching, TrainResult, TrainSettings, fit, predict
 from edgekd.errors import ConfigError
 from edgekd.progress import console
@@ -51,19 +51,29 @@ def check_schedule(cfg: RunConfig, teacher_kinds: list[str]) -> None:
                                       f"(hint, attention) need a PyTorch teacher; use kd, dkd or multi_teacher")
 
 
-def load_teachers(cards: list[dict], data: DataSplits, src: View | None = None) -> list[Teacher]:
-    """Teachers fed from batches in the ``src`` view (default: the student's)."""
+def load_teachers(cards: list[dict], data: DataSplits, src: View | None = None, precision: str | None = None,
+                  calib_samples: int = 300) -> list[Teacher]:
+    """Teachers fed from batches in the ``src`` view (default: the student's), at ``precision`` (the recipe's
+    ``teacher_precision``; None = fp32: ONNX in onnxruntime, PyTorch as loaded)."""
     from edgekd.models.factory import load_checkpoint
 
     src = src or View.of(data.preprocess)
     out: list[Teacher] = []
+    calib = None
     for c in cards:
         view = View.from_dict(c["view"])
-        if c["kind"] == "onnx":
+        if c["kind"] == "onnx" and precision in ("bf16", "int8"):
+            if precision == "int8" and calib is None:
+                calib = _calibration(data, src, calib_samples)
+            out.append(OpenVinoTeacher(c["arch"], Path(c["path"]), view, src, precision, calib=calib))
+        elif c["kind"] == "onnx":
             out.append(OnnxTeacher(c["arch"], Path(c["path"]), view, src))
         else:
+            if precision == "int8":
+                raise ConfigError(f"teacher_precision int8 covers ONNX teachers; {c['arch']} is a PyTorch "
+                                  f"teacher: use bf16 (autocast) or fp32, or export it to ONNX")
             model, _ = load_checkpoint(Path(c["path"]))
-            out.append(TorchTeacher(c["arch"], model, view, src))
+            out.append(TorchTeacher(c["arch"], model, view, src, bf16=precision == "bf16"))
         if len(c["classes"]) != len(data.classes):
             raise ConfigError(f"teacher {c['arch']} predicts {len(c['classes'])} classes but the student has "
                               f"{len(data.classes)}")
@@ -88,6 +98,18 @@ def cache_logits(teachers: list[Teacher], data: DataSplits, base, views: int, au
                 per_v.append(torch.cat([t(x) for x, *_ in track(dl, len(dl), f"cache {t.name} view {v + 1}")]))
         per_t.append(torch.stack(per_v))
     return torch.stack(per_t).float()
+
+
+def _calibration(data: DataSplits, src: View, n: int):
+    """The first ``n`` training images of each class in turn (``head`` picks them class-balanced), as a float32
+    NCHW batch normalised for the ``src`` view: what an int8 teacher is calibrated on."""
+    import numpy as np
+
+    from edgekd.preprocess import Preprocess
+
+    pre = Preprocess(tuple(src.size), tuple(src.mean), tuple(src.std))
+    images = data.train.head(n)
+    return np.stack([pre(images.image(i)) for i in range(len(images))]).astype(np.float32)
 
 
 class _Call(nn.Module):
@@ -119,7 +141,11 @@ def distill_student(student: nn.Module, data: DataSplits, cfg: RunConfig, teache
     uses_teacher = any("teacher" in m.needs for m in mixes)
     sides = [data.preprocess.size[0]] + [c["view"]["size"][0] for c in teacher_cards if uses_teacher]
     base = base_preprocess(data, sides)
-    teachers = load_teachers(teacher_cards, data, View.of(base)) if uses_teacher else []
+    teachers = (load_teachers(teacher_cards, data, View.of(base), cfg.teacher_precision, cfg.calib_samples)
+                if uses_teacher else [])
+    if teachers and cfg.teacher_precision in ("bf16", "int8"):
+        how = "bf16 hint" if cfg.teacher_precision == "bf16" else f"NNCF PTQ on {cfg.calib_samples} training images"
+        console.print(f"teachers run at {cfg.teacher_precision} (ONNX: OpenVINO, {how}; PyTorch: bf16 autocast)")
     check_schedule(cfg, [c["kind"] for c in teacher_cards] if uses_teacher else [])
     prior = torch.tensor([c.get("weight", 1.0) for c in teacher_cards]) if teachers else None
     prior = prior / prior.sum() if prior is not None else None

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from edgekd.run_context import Run
 
 # options left out of a stage's hash while unset (None): runs from before they existed stay reusable
-UNSET_KEEPS_HASH = frozenset({"sweep", "sweep_epochs", "onnx_exporter"})
+UNSET_KEEPS_HASH = frozenset({"sweep", "sweep_epochs", "onnx_exporter", "teacher_precision"})
 
 
 @dataclass(frozen=True)
@@ -110,14 +110,14 @@ STAGES: tuple[Stage, ...] = (
                       "student_weights", "losses", "features", "stages", "optimizer", "warmup_epochs",
                       "select_metric", "augment", "teacher_cache_views", "crop_scale", "mixup", "cutmix", "sampler",
                       "patience", "class_weights", "teacher_check", "stem_stride", "sweep", "sweep_epochs",
-                      "select_epoch"),
+                      "select_epoch", "teacher_precision"),
           "edgekd.stages.distill:distill", "StudentResult", writes=("student",), ranks="all", cfg_extra=_distill_extra,
           models=True),
     Stage("export", ("onnx_exporter",), "edgekd.stages.export:export", "ModelsResult", writes=("export",),
           run_extra=_target,
           models=True),
     Stage("quantize", ("calib_samples", "quant_preset", "quantize_method", "quant_ignored_scope", "qad_epochs",
-                       "qad_lr", "qad_losses", "max_accuracy_drop", "max_fp32_layers"),
+                       "qad_lr", "qad_losses", "max_accuracy_drop", "max_fp32_layers", "teacher_precision"),
           "edgekd.stages.quantize:quantize", "ModelsResult",
           writes=("quantize", "quantize.json", "quantize.json.tmp"),
           cfg_extra=_qad_beta, models=True),
