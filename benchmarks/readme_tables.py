@@ -378,6 +378,8 @@ TABLES: dict[str, Table] = {
                              plain_vs_edgekd),
     "seg_crackforest": Table(("seg_crackforest.json",), seg_crackforest),
     "distill_cifar10": Table(("distill_cifar10.json",), distill_cifar10),
+    "kd_vs_loop": Table(("kd_vs_loop.json",), kd_vs_loop),
+    "kd_vs_loop_robustness": Table(("kd_vs_loop.json",), kd_vs_loop_robustness),
     "kd_epoch_cost": Table(("kd_epoch_cost.json",), kd_epoch_cost),
     "bench_matrix": Table(("bench_matrix.json",), bench_matrix),
     "bench_vs_benchmark_app": Table(("bench_vs_benchmark_app.json",), bench_vs_benchmark_app),
