@@ -135,7 +135,7 @@ class OpenVinoTeacher(Teacher):
     """An ONNX teacher compiled by OpenVINO at bf16 (a hint: f32 on CPUs without bf16 units) or int8 (NNCF PTQ on
     ``calib``, a float32 NCHW batch in the ``src`` view): a cheaper teacher to run online (``teacher_precision``)."""
 
-    def __init__(self, name: str, path: Path, view: View, src: View, precision: str, threads: int = 0,
+    def __init__(self, name: str, path: Path, view: View, src: View, precision: str,
                  calib: np.ndarray | None = None) -> None:
         import openvino as ov
 
@@ -147,8 +147,6 @@ class OpenVinoTeacher(Teacher):
         except Exception as exc:  # noqa: BLE001 - OpenVINO raises its own exception types
             raise ModelError(f"{path}: OpenVINO cannot read it ({reason(exc)})") from exc
         config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32"}
-        if threads:
-            config["INFERENCE_NUM_THREADS"] = threads
         if precision == "int8":
             if calib is None or not len(calib):
                 raise ConfigError("teacher_precision int8 needs calibration images (calib_samples)")
