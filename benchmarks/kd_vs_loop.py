@@ -247,6 +247,9 @@ def summarise(cells: list[dict]) -> dict:
     if "b" in by and "d" in by:
         goals["d_minus_b"] = by["d"]["mean"] - by["b"]["mean"]
         goals["d_beats_b_by_2"] = goals["d_minus_b"] >= 2.0
+        # the gap seed by seed (same seed, both runs finished): its spread is what the +2 goal is judged against
+        d_at, b_at = (dict(zip(by[k]["seeds"], by[k]["per_seed"], strict=True)) for k in "db")
+        goals["d_minus_b_per_seed"] = {str(s): d_at[s] - b_at[s] for s in sorted(d_at.keys() & b_at.keys())}
     if "d" in by and by["d"]["epoch_cost_vs_a"] is not None:
         goals["d_epoch_cost_le_1.2x_a"] = by["d"]["epoch_cost_vs_a"] <= 1.2
     return {"rows": rows, "goals": goals, "robustness": summarise_robustness(cells)}
@@ -304,6 +307,11 @@ def table_md(summary: dict) -> str:
         lines.append(f"| ({r['run']}) {r['name']} | {len(r['seeds'])} | {r['mean']:.2f}{delta} | {per} "
                      f"({r['spread']:.2f}) | {r['macro_f1']:.2f} | {r['s_per_epoch']:.1f} | {ratio} | "
                      f"{r['wall_s']:.0f} |")
+    g = summary.get("goals", {})
+    if "d_minus_b" in g:
+        pairs = ", ".join(f"seed {s} {v:+.2f}" for s, v in g.get("d_minus_b_per_seed", {}).items())
+        lines += ["", f"(d) - (b): {g['d_minus_b']:+.2f} points (mean against mean; goal +2.00)"
+                  + (f", per seed: {pairs}" if pairs else "") + "."]
     return "\n".join(lines)
 
 

@@ -34,9 +34,17 @@ def test_means_spread_and_goals(kv):
     rows = {r["run"]: r for r in s["rows"]}
     assert rows["b"]["mean"] == 74.0 and rows["b"]["spread"] == 4.0 and rows["b"]["per_seed"] == [72.0, 76.0]
     assert rows["d"]["epoch_cost_vs_a"] == pytest.approx((1.1 + 1.2) / 2) and rows["b"]["epoch_cost_vs_a"] is None
-    assert s["goals"] == {"d_minus_b": 4.0, "d_beats_b_by_2": True, "d_epoch_cost_le_1.2x_a": True}
+    assert s["goals"] == {"d_minus_b": 4.0, "d_beats_b_by_2": True, "d_minus_b_per_seed": {"0": 5.0, "1": 3.0},
+                          "d_epoch_cost_le_1.2x_a": True}
     md = kv.table_md(s)
     assert "| (d) " in md and "77.00, 79.00 (2.00)" in md and "1.15x" in md
+    assert "(d) - (b): +4.00 points (mean against mean; goal +2.00), per seed: seed 0 +5.00, seed 1 +3.00." in md
+
+
+def test_the_per_seed_gap_pairs_only_seeds_both_runs_finished(kv):
+    s = kv.summarise([cell("b", 0, 72.0), cell("d", 0, 75.0), cell("d", 1, 73.0)])
+    assert s["goals"]["d_minus_b_per_seed"] == {"0": 3.0}
+    assert s["goals"]["d_minus_b"] == pytest.approx(2.0)
 
 
 def test_epoch_cost_ratio_needs_the_same_machine(kv):
