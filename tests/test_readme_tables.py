@@ -202,3 +202,32 @@ def test_kd_vs_loop_robustness_table_from_cells(rt):
     assert "| (d) edgekd best recipe (models/cifar10-resnet56-best.yaml), onnxruntime int8 | 2 | 70.00 |" in md
     with pytest.raises(ValueError, match="no robustness scores"):
         rt.kd_vs_loop_robustness([{"robustness": [], "cells": [{"seed": 0}]}])
+
+
+def seg_doc(scratch: dict, kd: dict, gain: list[float] | None) -> dict:
+    def row(model, per_seed):
+        vals = list(per_seed.values())
+        return {"model": model, "per_seed": {s: {"miou": v} for s, v in per_seed.items()},
+                "miou": sum(vals) / len(vals), "crack_iou": 50.0, "crack_dice": 67.0, "crack_precision": 64.0,
+                "crack_recall": 71.0, "fps": 300.0, "p50_ms": 3.3, "p50_ms_passes": [3.3, 3.2, 3.4]}
+
+    rows = [row("teacher", {"0": 76.0}), row("scratch", scratch), row("kd", kd), row("int8", kd)]
+    rows[-1].update(fpga_fps=4000.0, fpga_frames_per_j=2000.0)
+    doc = {"args": {"passes": "3", "iters": "100"}, "seeds": [int(s) for s in scratch], "rows": rows,
+           "seed_result": {"fps": 398.0, "frames_per_j": 204.99, "miou": 71.92}, "machine": MACHINE}
+    if gain is not None:
+        doc["kd_minus_scratch_miou"] = gain
+    return doc
+
+
+def test_seg_table_states_kd_gain_per_seed_against_scratch_spread(rt, tmp_path):
+    scratch, kd = {"0": 74.7, "1": 74.9, "2": 75.1}, {"0": 75.3, "1": 75.8, "2": 75.5}
+    (tmp_path / "seg_crackforest.json").write_text(json.dumps(seg_doc(scratch, kd, [0.6, 0.9, 0.4])))
+    out = rt.render("seg_crackforest", tmp_path)
+    assert "| scratch | 74.90 (74.70, 74.90, 75.10) |" in out
+    assert "KD − scratch mIoU per seed: +0.60, +0.90, +0.40 (mean +0.63); scratch's spread over seeds: 0.40." in out
+    # one seed has no spread to compare against, and a JSON without the gains (older runs) gets no line
+    (tmp_path / "seg_crackforest.json").write_text(json.dumps(seg_doc({"0": 74.7}, {"0": 75.3}, [0.6])))
+    assert "KD − scratch" not in rt.render("seg_crackforest", tmp_path)
+    (tmp_path / "seg_crackforest.json").write_text(json.dumps(seg_doc(scratch, kd, None)))
+    assert "KD − scratch" not in rt.render("seg_crackforest", tmp_path)
