@@ -67,7 +67,11 @@ def test_qonnx_round_trips_through_qonnx_and_matches_the_qdq_onnx(qdq):
     # onnxruntime's default session fuses Q/DQ into integer kernels: close, and the same top-1
     fused = _ort(qdq["int8"].path, x)
     assert (out.argmax(1) == fused.argmax(1)).mean() >= 0.98
-    assert np.abs(out - fused).max() < 0.05 * np.abs(fused).max()
+    # How far the integer kernels round away from the float Q/DQ arithmetic depends on the CPU's ISA (exactly equal
+    # on an AVX-512 VNNI EPYC, 11 % of the largest logit on CI's machine for this random net whose logits are ~0.01):
+    # it must stay within the int8 model's own error against fp32, plus 5 % of the largest logit.
+    quant_err = np.abs(exact - _ort(qdq["fp32"].path, x)).max()
+    assert np.abs(out - fused).max() < quant_err + 0.05 * np.abs(fused).max()
 
 
 def test_qonnx_verifies_through_the_parity_gate_runtime(qdq):
