@@ -123,6 +123,20 @@ def test_multi_teacher_equals_weighted_kd():
     assert mt(batch(s, y, t1, t2)).item() == pytest.approx(want.item(), rel=1e-4)
 
 
+
+def test_multi_teacher_defaults_to_label_weighting_so_a_confidently_wrong_teacher_is_not_followed():
+    y = torch.tensor([0])
+    wrong_and_sure, right = torch.tensor([[0.0, 60.0]]), torch.tensor([[3.0, 0.0]])
+    s = right.clone()  # a student that already matches the right teacher
+    b = batch(s, y, wrong_and_sure, right)
+    default = build_loss("multi_teacher", temperature=1.0, alpha=1.0)
+    assert default.weighting == "label"
+    # the wrong teacher's weight is ~exp(-60): nothing left to learn; entropy weighting (0.55 to the wrong,
+    # surer teacher) pulls the student towards class 1
+    assert default(b).item() == pytest.approx(0.0, abs=1e-5)
+    entropy = build_loss("multi_teacher", temperature=1.0, alpha=1.0, weighting="entropy")
+    assert entropy(b).item() > 1.0
+
 # ---- features: layouts, hint, attention ----------------------------------------------------------------------------
 
 def test_to_map_handles_cnn_swin_and_vit_layouts():
