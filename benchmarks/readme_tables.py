@@ -207,6 +207,15 @@ def distill_cifar10(docs: list[dict]) -> tuple[str, str]:
     return (f"seeds {_seeds(seeds)}, {rows[0]['epochs']} epochs, one run per row and seed", table_md(rows))
 
 
+def sweep_effect(docs: list[dict]) -> tuple[str, str]:
+    from sweep_effect import table_md
+
+    d = docs[0]
+    seeds = sorted({r["seed"] for r in d["rows"]})
+    return (f"seeds {_seeds(seeds)}, {d['epochs']} epochs on {d['train']} class-balanced training images, one run "
+            f"per row and seed", table_md(d["rows"]))
+
+
 def kd_vs_loop(docs: list[dict]) -> tuple[str, str]:
     from kd_vs_loop import table_md
 
@@ -384,6 +393,7 @@ TABLES: dict[str, Table] = {
     "seg_crackforest": Table(("seg_crackforest.json",), seg_crackforest),
     "seg_crackforest_plain4": Table(("seg_crackforest_plain4.json",), seg_crackforest),
     "distill_cifar10": Table(("distill_cifar10.json",), distill_cifar10),
+    "sweep_effect": Table(("sweep_effect.json",), sweep_effect),
     "kd_vs_loop": Table(("kd_vs_loop.json",), kd_vs_loop),
     "kd_vs_loop_robustness": Table(("kd_vs_loop.json",), kd_vs_loop_robustness),
     "kd_epoch_cost": Table(("kd_epoch_cost.json",), kd_epoch_cost),

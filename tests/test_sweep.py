@@ -98,6 +98,17 @@ def test_bad_sweep_flags_exit_2_with_one_line(tmp_path, args, text):
     assert "Traceback" not in res.stderr and not (tmp_path / "r").exists()
 
 
+def test_a_kd_sweep_over_alpha_gets_one_caution_line_and_other_sweeps_none():
+    from edgekd.distill.sweep import alpha_caution
+
+    line = alpha_caution("kd", {"temperature": [1.0, 4.0], "alpha": [0.5, 0.9]})
+    assert line is not None and "\n" not in line and "alpha" in line and "sweep_effect.py" in line
+    assert alpha_caution("multi_teacher", {"alpha": [0.5, 0.9]}) == line
+    assert alpha_caution("kd", {"temperature": [1.0, 2.0, 4.0]}) is None  # temperature only
+    assert alpha_caution("kd", {"alpha": [0.5]}) is None  # one value: nothing is ranked
+    assert alpha_caution("dkd", {"alpha": [0.5, 1.0]}) is None  # dkd's alpha weights TCKD, not the labels
+
+
 # ---- the winner -----------------------------------------------------------------------------------------------
 
 def test_grid_and_winner():

@@ -276,7 +276,7 @@ def loss_sweep(student: nn.Module, teaching: Teaching, data: DataSplits, cfg: Ru
     import copy
 
     from edgekd.distill.metrics import METRIC_LABEL
-    from edgekd.distill.sweep import configured, grid, pick, slug, with_params, words
+    from edgekd.distill.sweep import alpha_caution, configured, grid, pick, slug, with_params, words
 
     combos = grid(cfg.sweep)
     n, e, metric = len(combos), cfg.sweep_epochs, cfg.select_metric
@@ -286,6 +286,9 @@ def loss_sweep(student: nn.Module, teaching: Teaching, data: DataSplits, cfg: Ru
     console.print(f"sweep: {n} combination{'s' * (n != 1)} of {term.name} ({', '.join(cfg.sweep)}) x {e} "
                   f"epoch{'s' * (e != 1)} each, {cfg.student} from its start, best val {label} wins; then the full "
                   f"run of {stage.epochs} epoch{'s' * (stage.epochs != 1)}", soft_wrap=True, markup=False)
+    caution = alpha_caution(term.name, cfg.sweep)
+    if caution:
+        console.print(f"[yellow]warning:[/] {caution}", soft_wrap=True)
     results = []
     for i, params in enumerate(combos):
         st = with_params(stage, params)

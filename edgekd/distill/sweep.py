@@ -53,6 +53,19 @@ def pick(results: list[dict], defaults: dict[str, float]) -> int:
     return min(tied, key=key)
 
 
+def alpha_caution(loss: str, sweep: dict[str, list[float]]) -> str | None:
+    """One warning line when a sweep ranks several KD ``alpha`` values (kd, multi_teacher: the hard-label share):
+    short runs favour the lower alpha, which need not last. Measured by ``benchmarks/sweep_effect.py`` (CIFAR-10,
+    3,000 training images, 30 epochs): sweep runs of 3 or 10 epochs picked alpha 0.5 over the configured 0.9 in 3
+    of 5 sweeps, and each of those full runs lost 2.2-2.6 points against 0.9; temperature 4 (configured) won every
+    time. ``None`` when there is nothing to say."""
+    if loss not in ("kd", "multi_teacher") or len(sweep.get("alpha", ())) < 2:
+        return None
+    return ("sweep ranks alpha by short runs, which favour the lower alpha (the hard labels are learned faster "
+            "early on); on CIFAR-10 that pick lost 2.2-2.6 points at the full schedule (benchmarks/sweep_effect.py). "
+            "Sweep temperature only, or check the pick with a full run")
+
+
 def with_params(stage: StageSpec, params: dict[str, float]) -> StageSpec:
     """The single-loss stage with its loss term's ``params`` replaced (temperature, alpha, beta)."""
     term = stage.losses[0]
